@@ -1,0 +1,44 @@
+# earthkeep: two commands on a fresh machine.
+#   make run   create .venv, install, migrate, serve on embedded defaults (SQLite + local files, 127.0.0.1:8000)
+#   make test  install test dependencies (and missing servers), run the whole suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+	bash .ci/install-servers.sh
+
+run: install
+	mkdir -p data
+	$(BIN)/earthkeep db upgrade
+	$(BIN)/earthkeep serve
+
+test: install-test
+	$(BIN)/pytest -m "not internet" $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+
+bench: install-test
+	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/transfer.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,50 @@
+"""``create_app()``: the FastAPI application over one process's services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from earthkeep import __version__
+from earthkeep.api import errors
+from earthkeep.api.metrics import CatalogCollector
+from earthkeep.api.middleware import HttpMetrics, RequestContext
+from earthkeep.api.routers import health, items, jobs, runs, stac
+from earthkeep.config import Settings, load_settings
+from earthkeep.runtime import Services
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the API. Without ``services`` the lifespan opens (and closes) its own."""
+    settings = settings or (services.settings if services else load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = services is None
+        app.state.services = services or Services.open(settings)
+        app.state.metrics_registry.register(CatalogCollector(app.state.services))
+        try:
+            yield
+        finally:
+            if own:
+                app.state.services.close()
+
+    app = FastAPI(
+        title="earthkeep", version=__version__, lifespan=lifespan,
+        description="Collect, keep and serve environmental data. Write endpoints need an API key "
+                    "(`Authorization: Bearer <key>`); create one with `earthkeep keys create --scope admin`.",
+    )
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+    app.add_middleware(RequestContext, max_body=settings.api.max_body_bytes, metrics=HttpMetrics(registry))
+    errors.install(app)
+    for router in (health.router, items.router, jobs.router, runs.router, stac.router):
+        app.include_router(router)
+    from earthkeep.domains import routers
+
+    for router in routers():
+        app.include_router(router)
+    return app

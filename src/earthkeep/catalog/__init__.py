@@ -1,0 +1,1 @@
+"""The catalog: items with assets, runs, jobs, API keys and domain tables."""

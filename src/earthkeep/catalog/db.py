@@ -1,0 +1,106 @@
+"""Database engine: dialect switches and the one place driver errors are translated."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from earthkeep.errors import Conflict, EarthkeepError, SourceUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+def normalise_url(url: str) -> URL:
+    """Accept ``postgresql://`` and ``postgres://`` URLs and use psycopg 3 for them."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+    """Build an engine; SQLite gets WAL, a busy timeout and explicit ``BEGIN``.
+
+    Nothing connects here: the first connection is made on first use.
+    """
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, echo)
+    return create_engine(
+        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+def _sqlite_engine(parsed: URL, echo: bool) -> Engine:
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        parsed, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=20, max_overflow=20,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def translate_errors(what: str = "catalog") -> Iterator[None]:
+    """Turn SQLAlchemy/driver errors into earthkeep errors (the only place that does)."""
+    try:
+        yield
+    except EarthkeepError:
+        raise
+    except exc.IntegrityError as e:
+        raise Conflict(f"{what}: {_first_line(e.orig)}") from e
+    except (exc.OperationalError, exc.InterfaceError) as e:
+        if _is_connection_error(e):
+            raise SourceUnavailable(
+                f"{what}: database unreachable ({_first_line(e.orig)}); check DATABASE_URL and that the server runs"
+            ) from e
+        raise
+    except exc.DBAPIError as e:
+        if e.connection_invalidated:
+            raise SourceUnavailable(f"{what}: database connection lost; retry") from e
+        raise
+
+
+def _first_line(err: BaseException | None) -> str:
+    return str(err).strip().splitlines()[0] if err is not None and str(err).strip() else type(err).__name__
+
+
+def _is_connection_error(e: exc.DBAPIError) -> bool:
+    text = str(e.orig).lower()
+    return e.connection_invalidated or any(
+        s in text for s in ("connection refused", "could not connect", "server closed", "connection failed",
+                            "terminating connection", "no such host", "timeout expired", "unable to open database")
+    )

@@ -1,0 +1,13 @@
+"""The whole catalog metadata: core tables plus every domain's tables.
+
+Import this (not ``tables``) where the complete schema is needed (migrations,
+tests that create tables directly).
+"""
+
+from __future__ import annotations
+
+from earthkeep.catalog.tables import Base
+
+metadata = Base.metadata
+
+__all__ = ["metadata"]

@@ -1,0 +1,1 @@
+"""The ``earthkeep`` command line."""

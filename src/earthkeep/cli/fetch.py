@@ -1,0 +1,33 @@
+"""``earthkeep fetch URL``: download one file into the store with a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from earthkeep.cli.common import console, friendly, settings
+
+
+@friendly
+def fetch(
+    url: str,
+    collection: Annotated[str, typer.Option(help="catalog collection")] = "downloads",
+    item_id: Annotated[str | None, typer.Option(help="item id (default: file name)")] = None,
+    sha256: Annotated[str | None, typer.Option(help="expected sha256")] = None,
+    md5: Annotated[str | None, typer.Option(help="expected md5")] = None,
+) -> None:
+    """Download URL (segments, retries, checksum) into the store and catalogue it."""
+    from earthkeep.runtime import Services
+    from earthkeep.sources.http import fetch_url
+
+    services = Services.open(settings())
+    payload = {"url": url, "collection": collection, "item_id": item_id, "sha256": sha256, "md5": md5}
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(url.rsplit("/", 1)[-1] or url, total=None)
+        result = asyncio.run(fetch_url(services, payload, progress=lambda n: bar.advance(task, n)))
+    services.close()
+    console.print(f"stored {result['key']} ({result['size']} bytes, sha256 {result['sha256']})", highlight=False)

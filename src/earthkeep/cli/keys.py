@@ -1,0 +1,64 @@
+"""``earthkeep keys``: create, list, revoke API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from earthkeep.cli.common import console, friendly, settings
+
+app = typer.Typer(help="API keys (stored hashed; the secret is shown once).", no_args_is_help=True)
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    from earthkeep.catalog.db import create_db_engine, session_factory
+    from earthkeep.catalog.migrate import upgrade
+
+    engine = create_db_engine(settings().catalog.database_url)
+    upgrade(engine)
+    return session_factory(engine)
+
+
+@app.command()
+@friendly
+def create(
+    scope: Annotated[list[str], typer.Option("--scope", help="read, ingest, node or admin; repeatable")],
+    name: Annotated[str, typer.Option(help="who or what uses the key")] = "default",
+) -> None:
+    """Create a key; prints the secret once."""
+    from earthkeep.apikeys import create_key
+
+    scopes = [s.strip() for item in scope for s in item.split(",") if s.strip()]
+    with _sessions().begin() as s:
+        key, secret = create_key(s, name, scopes)
+        key_id = key.id
+    console.print(f"id {key_id}  scopes {','.join(sorted(scopes))}", highlight=False)
+    console.print(secret, highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+@friendly
+def list_keys() -> None:
+    """List keys (never their secrets)."""
+    from earthkeep.apikeys import list_keys as _list
+
+    with _sessions()() as s:
+        rows = _list(s)
+        table = Table("id", "prefix", "name", "scopes", "created", "revoked", "last used")
+        for k in rows:
+            table.add_row(k.id, k.prefix, k.name, ",".join(k.scopes), str(k.created_at)[:19],
+                          str(k.revoked_at or "")[:19], str(k.last_used_at or "")[:19])
+    console.print(table)
+
+
+@app.command()
+@friendly
+def revoke(key: Annotated[str, typer.Argument(help="key id or prefix")]) -> None:
+    """Revoke a key."""
+    from earthkeep.apikeys import revoke_key
+
+    with _sessions().begin() as s:
+        k = revoke_key(s, key)
+        console.print(f"revoked {k.id} ({k.name})")

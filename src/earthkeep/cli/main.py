@@ -1,0 +1,114 @@
+"""``earthkeep``: serve, db, config, jobs, keys, testbed, fetch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from earthkeep import __version__
+from earthkeep.cli import fetch, jobs, keys, testbed
+from earthkeep.cli.common import console, friendly, set_config_file, settings
+from earthkeep.errors import ConfigError
+
+app = typer.Typer(help="earthkeep: collect, keep and serve environmental data.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The catalog database.", no_args_is_help=True)
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(keys.app, name="keys")
+app.add_typer(testbed.app, name="testbed")
+app.command("fetch")(fetch.fetch)
+
+
+@app.callback()
+def root(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="earthkeep.toml to read",
+                                                envvar="EARTHKEEP_CONFIG")] = None,
+) -> None:
+    set_config_file(config)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+@friendly
+def serve(
+    role: Annotated[str, typer.Option(help="comma list of api, scheduler, worker")] = "api,scheduler,worker",
+    host: Annotated[str | None, typer.Option(help="API address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default 8000)")] = None,
+) -> None:
+    """Run the service: API, scheduler and workers in one process, or the roles given."""
+    from earthkeep.serve import parse_roles, run_service
+
+    s = settings()
+    try:
+        roles = parse_roles(role)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if host:
+        s.api.host = host
+    if port is not None:
+        s.api.port = port
+    asyncio.run(run_service(s, roles))
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the catalog schema."""
+    from earthkeep.catalog.db import create_db_engine
+    from earthkeep.catalog.migrate import upgrade
+    from earthkeep.config import mask_url
+
+    s = settings()
+    engine = create_db_engine(s.catalog.database_url)
+    rev = upgrade(engine, revision)
+    engine.dispose()
+    console.print(f"catalog {mask_url(s.catalog.database_url)} at revision [bold]{rev}[/bold]")
+
+
+@db_app.command("current")
+@friendly
+def db_current() -> None:
+    """Show the catalog's schema revision."""
+    from earthkeep.catalog.db import create_db_engine
+    from earthkeep.catalog.migrate import current_revision, head_revision
+
+    engine = create_db_engine(settings().catalog.database_url)
+    console.print(f"current: {current_revision(engine)}  head: {head_revision()}")
+    engine.dispose()
+
+
+@config_app.command("show")
+@friendly
+def config_show(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Print the effective configuration, secrets masked."""
+    s = settings()
+    values = s.masked()
+    if as_json:
+        console.print_json(json.dumps(values, default=str))
+        return
+    table = Table("section", "setting", "value", title=f"earthkeep configuration ({s.source or 'no config file'})")
+    for section, fields in values.items():
+        for name, value in fields.items():
+            table.add_row(section, name, "" if value is None else str(value))
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

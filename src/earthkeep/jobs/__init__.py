@@ -1,0 +1,1 @@
+"""Jobs: the durable queue, handlers by kind, and the worker loop."""

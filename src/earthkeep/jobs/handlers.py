@@ -1,0 +1,84 @@
+"""Job kinds and their handlers.
+
+A handler is ``async def handler(ctx: JobContext) -> dict | None`` (a plain
+function runs in a thread). Domains register their kinds in one call each;
+an unknown kind is refused at enqueue time with the list of known ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from earthkeep.catalog.tables import Job
+from earthkeep.errors import InvalidInput
+
+
+@dataclass
+class JobContext:
+    """What a handler receives: its job, the services, a bound logger and a lease check."""
+
+    job: Job
+    services: Any
+    log: structlog.stdlib.BoundLogger
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload or {}
+
+
+Handler = Callable[[JobContext], Awaitable[dict[str, Any] | None] | dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    handler: Handler
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    description: str = ""
+
+
+class HandlerRegistry:
+    """Maps a job kind to its handler."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, Kind] = {}
+
+    def register(
+        self, name: str, handler: Handler, *, max_attempts: int | None = None,
+        timeout_s: float | None = None, description: str = "",
+    ) -> None:
+        if name in self._kinds:
+            raise ValueError(f"job kind {name!r} registered twice")
+        self._kinds[name] = Kind(name, handler, max_attempts, timeout_s, description or (handler.__doc__ or ""))
+
+    def get(self, name: str) -> Kind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            known = ", ".join(sorted(self._kinds)) or "none"
+            raise InvalidInput(f"unknown job kind {name!r}; known kinds: {known}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+
+async def call_handler(kind: Kind, ctx: JobContext) -> dict[str, Any] | None:
+    """Run a handler (async, or sync in a thread) with its optional timeout."""
+    if inspect.iscoroutinefunction(kind.handler):
+        coro: Awaitable[Any] = kind.handler(ctx)
+    else:
+        coro = asyncio.to_thread(kind.handler, ctx)
+    if kind.timeout_s:
+        return await asyncio.wait_for(coro, kind.timeout_s)
+    return await coro

@@ -1,0 +1,72 @@
+"""Wiring: build every adapter from settings once, pass the bundle down.
+
+``Services.open`` is called by the API lifespan, ``earthkeep serve`` and the CLI;
+domain code receives the pieces it needs, never globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from earthkeep.catalog.db import create_db_engine, session_factory, translate_errors
+from earthkeep.catalog.migrate import upgrade
+from earthkeep.config import Settings
+from earthkeep.events.base import Bus
+from earthkeep.events.memory import MemoryBus
+from earthkeep.jobs.handlers import HandlerRegistry
+from earthkeep.jobs.queue import JobQueue
+from earthkeep.store.base import Store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    """The adapters of one process: catalog engine and sessions, store, queue, bus."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: Store
+    registry: HandlerRegistry
+    queue: JobQueue
+    bus: Bus
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True, store: Store | None = None) -> Services:
+        """Connect lazily to everything; migrate the catalog when asked."""
+        engine = create_db_engine(settings.catalog.database_url, pool_size=settings.catalog.pool_size)
+        if migrate:
+            upgrade(engine)
+        registry = HandlerRegistry()
+        queue = JobQueue(engine, registry=registry, default_max_attempts=settings.worker.max_attempts,
+                         backoff_base_s=settings.worker.backoff_base_s)
+        if store is None:
+            from earthkeep.store.obstore import store_from_settings
+
+            store = store_from_settings(settings.store)
+        services = cls(settings, engine, session_factory(engine), store, registry, queue, MemoryBus())
+        from earthkeep.domains import register_all
+
+        register_all(services)
+        return services
+
+    def check_catalog(self) -> None:
+        """Raise :class:`SourceUnavailable` when the catalog database cannot be used."""
+        with translate_errors("catalog"), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def transfer(self) -> Any:
+        """A new transfer engine on this store (use ``async with``)."""
+        from earthkeep.transfer.engine import TransferEngine
+
+        return TransferEngine(self.store, self.settings.transfer)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,98 @@
+"""``earthkeep serve``: API, scheduler and workers in one process, or any subset of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator, Sequence
+
+import structlog
+import uvicorn
+
+from earthkeep.config import Settings
+from earthkeep.domains import all_schedules
+from earthkeep.jobs.worker import Worker
+from earthkeep.runtime import Services
+from earthkeep.scheduler import Schedule, Scheduler
+
+log = structlog.get_logger(__name__)
+ROLES = ("api", "scheduler", "worker")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: ``serve`` owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def parse_roles(text: str) -> list[str]:
+    roles = [r.strip() for r in text.split(",") if r.strip()]
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise ValueError(f"--role takes a comma list of {', '.join(ROLES)}; got {text!r}")
+    return roles
+
+
+def _enqueue_schedule(services: Services, worker: Worker | None) -> callable:  # type: ignore[valid-type]
+    def enqueue(s: Schedule) -> None:
+        tick = s.name
+        services.queue.enqueue(s.kind, s.payload, dedupe_key=f"schedule:{tick}", priority=s.priority)
+        if worker is not None:
+            worker.wake()
+
+    return enqueue
+
+
+async def run_service(settings: Settings, roles: Sequence[str], *, services: Services | None = None,
+                      stop: asyncio.Event | None = None) -> None:
+    """Run the chosen roles until SIGINT/SIGTERM (or ``stop``)."""
+    services = services or await asyncio.to_thread(Services.open, settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    worker = None
+    if "worker" in roles:
+        w = settings.worker
+        worker = Worker(services.queue, services.registry, services, concurrency=w.concurrency,
+                        lease_s=w.lease_s, poll_s=w.poll_s)
+        services.extras["wake_worker"] = worker.wake
+        tasks.append(asyncio.create_task(worker.run(stop)))
+    scheduler = None
+    if "scheduler" in roles:
+        scheduler = Scheduler(_enqueue_schedule(services, worker))
+        for schedule in all_schedules(settings):
+            scheduler.add(schedule)
+        scheduler.start()
+        log.info("scheduler.started", schedules=scheduler.next_runs())
+    if "api" in roles:
+        tasks.append(asyncio.create_task(_run_api(settings, services, stop)))
+    log.info("service.started", roles=list(roles), api=f"http://{settings.api.host}:{settings.api.port}")
+    try:
+        await stop.wait()
+    finally:
+        if scheduler:
+            scheduler.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        services.close()
+        log.info("service.stopped")
+
+
+async def _run_api(settings: Settings, services: Services, stop: asyncio.Event) -> None:
+    from earthkeep.api.app import create_app
+
+    config = uvicorn.Config(create_app(services=services), host=settings.api.host, port=settings.api.port,
+                            log_config=None, access_log=False, lifespan="on")
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    await asyncio.wait([serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serving
+    if not stop.is_set():  # the API could not start (port taken...): stop the whole service
+        log.error("api.stopped_unexpectedly", port=settings.api.port)
+        stop.set()

@@ -1,0 +1,108 @@
+"""Catalog contract: the same behaviour on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from earthkeep.catalog.db import session_factory
+from earthkeep.catalog.items import AssetSpec, ItemQuery, delete_items, get_item, search_items, touch, upsert_item
+from earthkeep.catalog.migrate import current_revision, head_revision, upgrade
+from earthkeep.catalog.runs import finish_run, list_runs, start_run
+from earthkeep.errors import InvalidInput, NotFound
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _add(s, n, *, collection="gfs", bbox=(0, 0, 10, 10)):
+    for i in range(n):
+        upsert_item(s, collection=collection, item_id=f"{collection}-{i:03d}", start=T0 + timedelta(hours=3 * i),
+                    end=T0 + timedelta(hours=3 * i + 3), bbox=bbox, properties={"i": i},
+                    assets=[AssetSpec("data", f"{collection}/{i:03d}.grib2", 100 + i, "ab" * 32, "application/x-grib")])
+
+
+def test_migration_is_idempotent_and_at_head(engine):
+    assert current_revision(engine) == head_revision()
+    assert upgrade(engine) == head_revision()
+
+
+def test_item_round_trip_with_assets(engine):
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        _add(s, 1)
+    with sessions() as s:
+        item = get_item(s, "gfs", "gfs-000")
+        assert item.start_datetime == T0 and item.start_datetime.tzinfo is not None
+        assert item.end_datetime == T0 + timedelta(hours=3)
+        assert (item.west, item.south, item.east, item.north) == (0, 0, 10, 10)
+        assert item.properties == {"i": 0}
+        [asset] = item.assets
+        assert (asset.store_key, asset.size, asset.sha256) == ("gfs/000.grib2", 100, "ab" * 32)
+        assert item.last_accessed_at is None
+
+
+def test_upsert_replaces_assets_and_properties(engine):
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        _add(s, 1)
+    with sessions.begin() as s:
+        upsert_item(s, collection="gfs", item_id="gfs-000", start=T0, end=T0, properties={"v": 2},
+                    assets=[AssetSpec("data", "gfs/000-v2.grib2", 5)])
+    with sessions() as s:
+        item = get_item(s, "gfs", "gfs-000")
+        assert item.properties == {"v": 2}
+        assert [a.store_key for a in item.assets] == ["gfs/000-v2.grib2"]
+
+
+def test_search_filters_and_cursor_pages(engine):
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        _add(s, 25)
+        _add(s, 5, collection="cmems", bbox=(100, -10, 120, 10))
+    with sessions() as s:
+        seen, cursor = [], None
+        while True:
+            page = search_items(s, ItemQuery(collection="gfs", limit=10, cursor=cursor))
+            seen += [i.item_id for i in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == [f"gfs-{i:03d}" for i in range(25)]
+        window = search_items(s, ItemQuery(collection="gfs", start=T0 + timedelta(hours=7),
+                                           end=T0 + timedelta(hours=11)))
+        assert [i.item_id for i in window.items] == ["gfs-002", "gfs-003"]
+        boxed = search_items(s, ItemQuery(bbox=(110, 0, 111, 1)))
+        assert {i.collection for i in boxed.items} == {"cmems"} and len(boxed.items) == 5
+        with pytest.raises(InvalidInput):
+            search_items(s, ItemQuery(bbox=(0, 50, 10, 40)))
+
+
+def test_touch_and_delete(engine):
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        _add(s, 3)
+    with sessions.begin() as s:
+        touch(s, get_item(s, "gfs", "gfs-001"))
+    with sessions.begin() as s:
+        assert get_item(s, "gfs", "gfs-001").last_accessed_at is not None
+        keys = delete_items(s, [get_item(s, "gfs", "gfs-000"), get_item(s, "gfs", "gfs-001")])
+        assert sorted(keys) == ["gfs/000.grib2", "gfs/001.grib2"]
+    with sessions() as s:
+        with pytest.raises(NotFound):
+            get_item(s, "gfs", "gfs-000")
+        assert len(search_items(s, ItemQuery()).items) == 1
+
+
+def test_run_ledger(engine):
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        run = start_run(s, "gfs", collection="gfs")
+        run_id = run.id
+    with sessions.begin() as s:
+        finish_run(s, run_id, "failed", records=3, nbytes=1000, failed=1, error="HTTP 500 from mirror")
+    with sessions() as s:
+        [r] = list_runs(s, source="gfs")
+        assert (r.status, r.records_collected, r.bytes_collected, r.error_message) == (
+            "failed", 3, 1000, "HTTP 500 from mirror")
+        assert r.completed_at >= r.started_at
+        with pytest.raises(InvalidInput):
+            finish_run(s, run_id, "exploded")
