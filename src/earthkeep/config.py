@@ -249,21 +249,28 @@ SECTIONS: tuple[type[Section], ...] = (
 
 
 class Settings:
-    """The effective configuration: one attribute per adapter section."""
+    """The effective configuration: one attribute per adapter or domain section."""
+
+    catalog: CatalogSettings
+    store: StoreSettings
+    api: ApiSettings
+    worker: WorkerSettings
+    transfer: TransferSettings
+    log: LogSettings
+    broker: BrokerSettings
+    mail: MailSettings
+    forcing: ForcingSettings
+    granules: GranuleSettings
 
     def __init__(self, sections: Mapping[str, Section], source: Path | None) -> None:
         self._sections = dict(sections)
         self.source = source
-        self.catalog: CatalogSettings = self._sections["catalog"]  # type: ignore[assignment]
-        self.store: StoreSettings = self._sections["store"]  # type: ignore[assignment]
-        self.api: ApiSettings = self._sections["api"]  # type: ignore[assignment]
-        self.worker: WorkerSettings = self._sections["worker"]  # type: ignore[assignment]
-        self.transfer: TransferSettings = self._sections["transfer"]  # type: ignore[assignment]
-        self.log: LogSettings = self._sections["log"]  # type: ignore[assignment]
-        self.broker: BrokerSettings = self._sections["broker"]  # type: ignore[assignment]
-        self.mail: MailSettings = self._sections["mail"]  # type: ignore[assignment]
-        self.forcing: ForcingSettings = self._sections["forcing"]  # type: ignore[assignment]
-        self.granules: GranuleSettings = self._sections["granules"]  # type: ignore[assignment]
+        for name, section in self._sections.items():
+            setattr(self, name, section)
+
+    def section(self, name: str) -> Any:
+        """A section by name (domains add their own, e.g. ``settings.section("ingest")``)."""
+        return self._sections[name]
 
     def sections(self) -> dict[str, Section]:
         return dict(self._sections)
@@ -336,9 +343,11 @@ def load_settings(config_file: Path | None = None, **overrides: Mapping[str, Any
     ``overrides`` maps a section name to field values that win over everything
     (used by tests and the CLI's flags).
     """
+    from earthkeep.domains import settings_classes
+
     toml, source = _read_toml(config_file)
     built: dict[str, Section] = {}
-    for cls in SECTIONS:
+    for cls in (*SECTIONS, *settings_classes()):
         cls._toml = toml
         try:
             built[cls.section] = cls(**dict(overrides.get(cls.section, {})))

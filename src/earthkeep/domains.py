@@ -12,21 +12,34 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from earthkeep.config import Settings
+    from earthkeep.config import Section, Settings
     from earthkeep.runtime import Services
     from earthkeep.scheduler import Schedule
 
 
 @dataclass(frozen=True)
 class Domain:
+    """``module`` registers job kinds; ``router`` and ``settings`` ("module:Class") are optional."""
+
     name: str
     module: str
     router: str | None = None
+    settings: str | None = None
 
 
 DOMAINS: tuple[Domain, ...] = (
     Domain("downloads", "earthkeep.sources.http"),
 )
+
+
+def settings_classes() -> list[type[Section]]:
+    """The settings sections that domains add to the core ones."""
+    out = []
+    for d in DOMAINS:
+        if d.settings:
+            mod, _, cls = d.settings.partition(":")
+            out.append(getattr(importlib.import_module(mod), cls))
+    return out
 
 
 def register_all(services: Services) -> None:

@@ -37,8 +37,10 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, echo)
+    # No pre-ping (it costs a round trip per checkout): a dead connection fails its
+    # statement, SQLAlchemy invalidates the pool, and the caller's retry gets a fresh one.
     return create_engine(
-        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo,
+        parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo,
         connect_args={"connect_timeout": 10},
     )
 

@@ -23,17 +23,23 @@ def alembic_config() -> Config:
     return cfg
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision() -> str:
+    """The revisions the code expects, comma-joined (each domain is its own branch off ``0001``)."""
+    return ",".join(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(engine: Engine) -> str:
     with translate_errors("catalog migration"), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return ",".join(sorted(MigrationContext.configure(conn).get_current_heads()))
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Bring the schema to ``revision``; safe to call at every start."""
+def upgrade(engine: Engine, revision: str = "heads") -> str:
+    """Bring the schema to ``revision`` (all domain heads by default); safe at every start.
+
+    The core tables are revision ``0001``; each domain adds a branch of its own
+    (``down_revision = "0001"``, ``branch_labels = ("<domain>",)``), so domains
+    can evolve their tables independently.
+    """
     cfg = alembic_config()
     with translate_errors("catalog migration"), engine.begin() as conn:
         cfg.attributes["connection"] = conn

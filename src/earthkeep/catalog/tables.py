@@ -167,7 +167,7 @@ class Job(Base):
             sqlite_where=text(ACTIVE_JOB), postgresql_where=text(ACTIVE_JOB),
         ),
         Index(
-            "ix_jobs_claim", "priority", "run_after", "id",
+            "ix_jobs_claim", text("priority DESC"), "id",
             sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_jobs_status_kind", "status", "kind"),

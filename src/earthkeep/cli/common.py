@@ -42,7 +42,7 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EarthkeepError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -65,7 +65,7 @@ def serve(
 
 @db_app.command("upgrade")
 @friendly
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(revision: str = "heads") -> None:
     """Create or migrate the catalog schema."""
     from earthkeep.catalog.db import create_db_engine
     from earthkeep.catalog.migrate import upgrade

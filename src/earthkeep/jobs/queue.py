@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, case, func, select, update
+from sqlalchemy import Connection, Engine, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.cursor import decode_cursor, encode_cursor
@@ -53,11 +54,24 @@ class JobQueue:
         self.default_max_attempts = default_max_attempts
         self.backoff_base_s = backoff_base_s
         opts = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(engine) else {}
-        self._writes: sessionmaker[Session] = session_factory(engine.execution_options(**opts))
+        self._write_engine = engine.execution_options(**opts)
+        self._autocommit = None if is_sqlite(engine) else engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._writes: sessionmaker[Session] = session_factory(self._write_engine)
 
     def _write(self) -> Session:
         """A session whose transaction takes the SQLite write lock up front."""
         return self._writes()
+
+    def _conn(self) -> AbstractContextManager[Connection]:
+        """Where the hot paths (claim, heartbeat, complete) run their one statement.
+
+        On PostgreSQL in autocommit: each is a single atomic ``UPDATE``, so a
+        transaction around it would only add two round trips. On SQLite inside
+        ``BEGIN IMMEDIATE``.
+        """
+        if self._autocommit is not None:
+            return self._autocommit.connect()
+        return self._write_engine.begin()
 
     # -- enqueue ---------------------------------------------------------------
     def enqueue(
@@ -102,25 +116,23 @@ class JobQueue:
         kinds = list(kinds) if kinds is not None else None
         if kinds is not None:
             pick = pick.where(Job.kind.in_(kinds))
-        stmt = (update(Job).where(Job.id.in_(pick.scalar_subquery()))
+        stmt = (update(Job.__table__).where(Job.id.in_(pick.scalar_subquery()))
                 .values(status="running", lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s),
                         heartbeat_at=now, started_at=now, attempts=Job.attempts + 1)
-                .returning(Job).execution_options(synchronize_session=False))
-        with translate_errors("job queue"), self._write() as s:
-            jobs = list(s.scalars(stmt))
-            s.commit()
+                .returning(*Job.__table__.columns))
+        with translate_errors("job queue"), self._conn() as conn:
+            jobs = [Job(**row._mapping) for row in conn.execute(stmt)]
         jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
 
     def heartbeat(self, job_id: int, owner: str, lease_s: float) -> bool:
         """Extend a lease; False when the lease was lost or the job cancelled."""
         now = utcnow()
-        stmt = (update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        stmt = (update(Job.__table__)
+                .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
                 .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
-        with translate_errors("job queue"), self._write() as s:
-            n = s.execute(stmt).rowcount
-            s.commit()
-        return n == 1
+        with translate_errors("job queue"), self._conn() as conn:
+            return conn.execute(stmt).rowcount == 1
 
     def reap_expired(self) -> int:
         """Return jobs whose lease expired to the queue (or fail them when attempts are spent)."""
@@ -143,12 +155,11 @@ class JobQueue:
     # -- finish ----------------------------------------------------------------
     def complete(self, job_id: int, owner: str, result: dict[str, Any] | None = None) -> bool:
         """Mark done; False (and nothing changed) when ``owner`` no longer holds the lease."""
-        stmt = (update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        stmt = (update(Job.__table__)
+                .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
                 .values(status="completed", finished_at=utcnow(), result=result, lease_expires_at=None))
-        with translate_errors("job queue"), self._write() as s:
-            n = s.execute(stmt).rowcount
-            s.commit()
-        return n == 1
+        with translate_errors("job queue"), self._conn() as conn:
+            return conn.execute(stmt).rowcount == 1
 
     def fail(self, job_id: int, owner: str, error: str, *, retryable: bool = True) -> str | None:
         """Record a failure; retry later with exponential backoff while attempts remain.
@@ -170,7 +181,7 @@ class JobQueue:
             return job.status
 
     def backoff(self, attempts: int) -> float:
-        """Delay before the next attempt: base × 2^(attempts−1), ±20 % jitter, capped at one hour."""
+        """Delay before the next attempt: base * 2^(attempts-1), +-20 % jitter, capped at one hour."""
         raw = self.backoff_base_s * (2 ** max(attempts - 1, 0))
         return min(MAX_BACKOFF_S, raw) * random.uniform(0.8, 1.2)
 
