@@ -117,3 +117,13 @@ def test_broken_toml_is_a_config_error(clean_env, tmp_path):
 def test_mask_url_without_password_is_unchanged():
     assert mask_url("sqlite:///./data/x.db") == "sqlite:///./data/x.db"
     assert mask_url("postgresql://u:p@h:5/db") == "postgresql://u:****@h:5/db"
+
+
+def test_configuration_reference_in_docs_is_current():
+    from pathlib import Path
+
+    from earthkeep.config import reference_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text().strip() == reference_markdown().strip(), (
+        "docs/configuration.md is stale: run `earthkeep config reference > docs/configuration.md`")

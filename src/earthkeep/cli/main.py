@@ -106,6 +106,14 @@ def config_show(as_json: Annotated[bool, typer.Option("--json", help="print JSON
     console.print(table)
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference as Markdown (docs/configuration.md)."""
+    from earthkeep.config import reference_markdown
+
+    typer.echo(reference_markdown())
+
+
 def main() -> None:
     app()
 
