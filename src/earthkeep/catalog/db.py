@@ -65,7 +65,10 @@ def _sqlite_engine(parsed: URL, echo: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "")
+        # IMMEDIATE by default: a deferred transaction that reads and then writes fails at
+        # once with SQLITE_BUSY when another connection wrote meanwhile (the busy timeout does
+        # not apply to that upgrade). Taking the write lock up front makes writers queue up.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
@@ -104,5 +107,6 @@ def _is_connection_error(e: exc.DBAPIError) -> bool:
     text = str(e.orig).lower()
     return e.connection_invalidated or any(
         s in text for s in ("connection refused", "could not connect", "server closed", "connection failed",
-                            "terminating connection", "no such host", "timeout expired", "unable to open database")
+                            "terminating connection", "no such host", "timeout expired", "unable to open database",
+                            "database is locked")
     )

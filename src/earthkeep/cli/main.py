@@ -51,11 +51,14 @@ def serve(
     """Run the service: API, scheduler and workers in one process, or the roles given."""
     from earthkeep.serve import parse_roles, run_service
 
+    from earthkeep.logs import configure_logging
+
     s = settings()
     try:
         roles = parse_roles(role)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    configure_logging(s.log.level, service=s.log.service, role=",".join(roles), fmt=s.log.format)
     if host:
         s.api.host = host
     if port is not None:
