@@ -1,0 +1,1 @@
+"""Readers and checks for gridded data (GRIB, NetCDF, GeoTIFF)."""
