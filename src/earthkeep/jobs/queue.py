@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, case, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.cursor import decode_cursor, encode_cursor
@@ -33,6 +33,31 @@ log = structlog.get_logger(__name__)
 
 JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 MAX_BACKOFF_S = 3600.0
+
+
+def _claim_statement(with_kinds: bool) -> Any:
+    """``UPDATE jobs ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING *``, built once."""
+    jobs = Job.__table__
+    pick = (select(jobs.c.id).where(jobs.c.status == "pending", jobs.c.run_after <= bindparam("now"))
+            .order_by(jobs.c.priority.desc(), jobs.c.id).limit(bindparam("lim"))
+            .with_for_update(skip_locked=True))
+    if with_kinds:
+        pick = pick.where(jobs.c.kind.in_(bindparam("kinds", expanding=True)))
+    return (update(jobs).where(jobs.c.id.in_(pick.scalar_subquery()))
+            .values(status="running", lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
+                    heartbeat_at=bindparam("now"), started_at=bindparam("now"), attempts=jobs.c.attempts + 1)
+            .returning(*jobs.columns))
+
+
+_T = Job.__table__
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+_HEARTBEAT = (update(_T).where(_T.c.id == bindparam("job_id"), _T.c.lease_owner == bindparam("owner"),
+                               _T.c.status == "running")
+              .values(lease_expires_at=bindparam("until"), heartbeat_at=bindparam("now")))
+_COMPLETE = (update(_T).where(_T.c.id == bindparam("job_id"), _T.c.lease_owner == bindparam("owner"),
+                              _T.c.status == "running")
+             .values(status="completed", finished_at=bindparam("now"), result=bindparam("p_result"),
+                     lease_expires_at=None))
 
 
 @dataclass(frozen=True)
@@ -111,28 +136,22 @@ class JobQueue:
     ) -> list[Job]:
         """Take up to ``limit`` due pending jobs (highest priority first) under a lease."""
         now = utcnow()
-        pick = (select(Job.id).where(Job.status == "pending", Job.run_after <= now)
-                .order_by(Job.priority.desc(), Job.id).limit(limit).with_for_update(skip_locked=True))
-        kinds = list(kinds) if kinds is not None else None
+        params: dict[str, Any] = {"owner": owner, "now": now, "until": now + timedelta(seconds=lease_s),
+                                  "lim": limit}
         if kinds is not None:
-            pick = pick.where(Job.kind.in_(kinds))
-        stmt = (update(Job.__table__).where(Job.id.in_(pick.scalar_subquery()))
-                .values(status="running", lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s),
-                        heartbeat_at=now, started_at=now, attempts=Job.attempts + 1)
-                .returning(*Job.__table__.columns))
+            params["kinds"] = list(kinds)
         with translate_errors("job queue"), self._conn() as conn:
-            jobs = [Job(**row._mapping) for row in conn.execute(stmt)]
+            rows = conn.execute(_CLAIM[kinds is not None], params)
+            jobs = [Job(**row._mapping) for row in rows]
         jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
 
     def heartbeat(self, job_id: int, owner: str, lease_s: float) -> bool:
         """Extend a lease; False when the lease was lost or the job cancelled."""
         now = utcnow()
-        stmt = (update(Job.__table__)
-                .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-                .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+        params = {"job_id": job_id, "owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
         with translate_errors("job queue"), self._conn() as conn:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(_HEARTBEAT, params).rowcount == 1
 
     def reap_expired(self) -> int:
         """Return jobs whose lease expired to the queue (or fail them when attempts are spent)."""
@@ -155,11 +174,25 @@ class JobQueue:
     # -- finish ----------------------------------------------------------------
     def complete(self, job_id: int, owner: str, result: dict[str, Any] | None = None) -> bool:
         """Mark done; False (and nothing changed) when ``owner`` no longer holds the lease."""
-        stmt = (update(Job.__table__)
-                .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-                .values(status="completed", finished_at=utcnow(), result=result, lease_expires_at=None))
+        params = {"job_id": job_id, "owner": owner, "now": utcnow(), "p_result": result}
         with translate_errors("job queue"), self._conn() as conn:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(_COMPLETE, params).rowcount == 1
+
+    def complete_many(self, owner: str, done: Sequence[tuple[int, dict[str, Any] | None]]) -> set[int]:
+        """Complete several jobs in one transaction; return the ids whose lease ``owner`` still held."""
+        if not done:
+            return set()
+        now = utcnow()
+        params = [{"job_id": i, "owner": owner, "now": now, "p_result": r} for i, r in done]
+        with translate_errors("job queue"), self._write_engine.begin() as conn:
+            n = conn.execute(_COMPLETE, params).rowcount
+        ids = [i for i, _ in done]
+        if n == len(done):
+            return set(ids)
+        stmt = select(Job.id).where(Job.id.in_(ids), Job.status == "completed", Job.lease_owner == owner,
+                                    Job.finished_at == now)
+        with translate_errors("job queue"), self.sessions() as s:
+            return set(s.scalars(stmt))
 
     def fail(self, job_id: int, owner: str, error: str, *, retryable: bool = True) -> str | None:
         """Record a failure; retry later with exponential backoff while attempts remain.

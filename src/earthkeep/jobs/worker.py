@@ -48,6 +48,8 @@ class Worker:
         self.reap_every_s = reap_every_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._finished: list[tuple[int, dict[str, Any] | None, asyncio.Future[bool]]] = []
+        self._done_ready = asyncio.Event()
         self.stats = {"claimed": 0, "completed": 0, "failed": 0, "retried": 0, "lost": 0}
 
     def wake(self) -> None:
@@ -57,6 +59,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then let running jobs finish."""
         log.info("worker.started", owner=self.owner, concurrency=self.concurrency, kinds=self.registry.names())
+        flusher = asyncio.create_task(self._flush_completions())
         last_reap = 0.0
         while not stop.is_set():
             if time.monotonic() - last_reap > self.reap_every_s:
@@ -67,6 +70,8 @@ class Worker:
                 await self._idle(stop)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
         log.info("worker.stopped", owner=self.owner, **self.stats)
 
     async def _claim(self) -> int:
@@ -123,13 +128,42 @@ class Worker:
             return
         finally:
             beat.cancel()
-        ok = await self._safe(self.queue.complete, job.id, self.owner, result)
+        ok = await self._complete(job.id, result)
         if ok:
             self.stats["completed"] += 1
             jlog.info("job.completed", seconds=round(time.monotonic() - started, 3))
         else:
             self.stats["lost"] += 1
             jlog.warning("job.result_discarded", reason="lease lost before completion")
+
+    async def _complete(self, job_id: int, result: dict[str, Any] | None) -> bool:
+        """Hand the result to the flusher, which completes finished jobs in batches."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._finished.append((job_id, result, fut))
+        self._done_ready.set()
+        return await fut
+
+    async def _flush_completions(self) -> None:
+        """One transaction for every job that finished since the last flush (one when idle)."""
+        try:
+            while True:
+                await self._done_ready.wait()
+                self._done_ready.clear()
+                batch, self._finished = self._finished, []
+                await self._flush(batch)
+        finally:
+            if self._finished:
+                await self._flush(self._finished)
+
+    async def _flush(self, batch: list[tuple[int, dict[str, Any] | None, asyncio.Future[bool]]]) -> None:
+        try:
+            held = await asyncio.to_thread(self.queue.complete_many, self.owner, [(i, r) for i, r, _ in batch])
+        except Exception as exc:  # the catalog is unreachable: the leases expire and the jobs run again
+            log.warning("worker.complete_failed", error=str(exc), jobs=len(batch))
+            held = set()
+        for job_id, _, fut in batch:
+            if not fut.done():
+                fut.set_result(job_id in held)
 
     async def _heartbeat(self, job: Job, work: asyncio.Task[Any], ctx: JobContext) -> None:
         interval = max(self.lease_s / 3, 0.05)
