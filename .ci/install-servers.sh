@@ -13,6 +13,7 @@ PACKAGES=(
   postgresql     # initdb, pg_ctl in /usr/lib/postgresql/15/bin
   redis-server   # redis-server
   aria2          # aria2c, the peer of the download benchmarks
+  postgresql-15-postgis-3  # PostGIS for the nightlights areas (used when present)
 )
 
 installed() {

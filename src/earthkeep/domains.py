@@ -29,6 +29,8 @@ class Domain:
 
 DOMAINS: tuple[Domain, ...] = (
     Domain("downloads", "earthkeep.sources.http"),
+    Domain("nightlights", "earthkeep.nightlights.handlers", router="earthkeep.api.routers.nightlights",
+           settings="earthkeep.nightlights.settings:NightlightsSettings"),
 )
 
 

@@ -6,6 +6,7 @@ tests that create tables directly).
 
 from __future__ import annotations
 
+import earthkeep.nightlights.tables  # noqa: F401  (registers the domain's tables)
 from earthkeep.catalog.tables import Base
 
 metadata = Base.metadata

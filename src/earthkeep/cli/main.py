@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from earthkeep import __version__
-from earthkeep.cli import fetch, jobs, keys, testbed
+from earthkeep.cli import areas, fetch, jobs, keys, nightlights, testbed
 from earthkeep.cli.common import console, friendly, set_config_file, settings
 from earthkeep.errors import ConfigError
 
@@ -24,6 +24,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(keys.app, name="keys")
 app.add_typer(testbed.app, name="testbed")
+app.add_typer(areas.app, name="areas")
+app.add_typer(nightlights.app, name="nightlights")
 app.command("fetch")(fetch.fetch)
 
 

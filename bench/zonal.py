@@ -1,0 +1,182 @@
+"""Zonal statistics of 100 areas x 12 months on a 5000 x 5000 raster, and map-tile rendering.
+
+One command::
+
+    .venv/bin/python bench/zonal.py [--areas 100] [--months 12] [--size 5000] [--skip-rasterstats]
+
+Compared in the same run, on the same rasters and polygons:
+
+* **earthkeep**: coverage weights from exactextract once per area (included in
+  the time), then per month a gather + weighted sums (sum, mean, median, count,
+  lit pixels/area/fraction, valid area) for every area;
+* **exactextract** (plain, no cache): one ``exact_extract`` call per month for
+  all areas, ops ``sum, mean, median, count``;
+* **rasterstats**: ``zonal_stats`` per month for all areas, stats ``sum, mean,
+  median, count`` (cell-centre rasterisation, not coverage-exact).
+
+Then tiles/s for one zoom level of a composite: cold (render with rio-tiler +
+store) and cached (read back from the store), through ``earthkeep.nightlights.tiles``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from shapely.geometry import Polygon
+
+from earthkeep.raster.grid import BLACK_MARBLE_RES, Grid
+from earthkeep.raster.zonal import coverage_weights, zonal_metrics
+
+OPS = ["sum", "mean", "median", "count"]
+
+
+def make_areas(grid: Grid, n: int, radius: tuple[float, float] = (10, 60), seed: int = 0) -> list[Polygon]:
+    """Irregular polygons (2 x ``radius`` cells across) spread over the grid."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        r = rng.uniform(*radius) * grid.res
+        cx = rng.uniform(grid.west + 2 * r, grid.east - 2 * r)
+        cy = rng.uniform(grid.south + 2 * r, grid.north - 2 * r)
+        angles = np.sort(rng.uniform(0, 2 * np.pi, 24))
+        radii = r * rng.uniform(0.6, 1.0, 24)
+        out.append(Polygon(zip(cx + radii * np.cos(angles), cy + radii * np.sin(angles), strict=True)).buffer(0))
+    return out
+
+
+def month_raster(base: np.ndarray, month: int, out: np.ndarray) -> np.ndarray:
+    np.multiply(base, np.float32(1.0 + 0.01 * month), out=out)
+    return out
+
+
+def bench_earthkeep(grid: Grid, areas: list[Polygon], base: np.ndarray, months: int) -> float:
+    buf = np.empty_like(base)
+    t = time.perf_counter()
+    weights = coverage_weights(areas, grid)
+    t_weights = time.perf_counter() - t
+    total = t_weights
+    for m in range(months):
+        values = month_raster(base, m, buf)  # making the month's raster is not timed (same for all)
+        t = time.perf_counter()
+        for w in weights:
+            zonal_metrics(values, w, threshold=0.5)
+        total += time.perf_counter() - t
+    print(f"  earthkeep: weights {t_weights:.2f} s (once), {months} months {total - t_weights:.2f} s")
+    return total
+
+
+def bench_exactextract(grid: Grid, areas: list[Polygon], base: np.ndarray, months: int) -> float:
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+    from shapely.geometry import mapping
+
+    feats = [{"type": "Feature", "properties": {"fid": i}, "geometry": mapping(a)} for i, a in enumerate(areas)]
+    buf = np.empty_like(base)
+    total = 0.0
+    for m in range(months):
+        values = month_raster(base, m, buf)
+        t = time.perf_counter()
+        exact_extract(NumPyRasterSource(values, *grid.bounds, nodata=np.nan), feats, OPS, output="geojson")
+        total += time.perf_counter() - t
+    return total
+
+
+def bench_rasterstats(grid: Grid, areas: list[Polygon], base: np.ndarray, months: int) -> float:
+    from rasterstats import zonal_stats
+
+    buf = np.empty_like(base)
+    total = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in range(months):
+            values = month_raster(base, m, buf)
+            t = time.perf_counter()
+            zonal_stats(areas, values, affine=grid.transform, nodata=np.nan, stats=OPS)
+            total += time.perf_counter() - t
+    return total
+
+
+def bench_tiles(zoom: int) -> tuple[int, float, float]:
+    """Tiles of one zoom level over a 2° x 2° composite: (count, cold tiles/s, cached tiles/s)."""
+    from earthkeep.config import load_settings
+    from earthkeep.nightlights import areas as area_ops
+    from earthkeep.nightlights.geometry import parse_area
+    from earthkeep.nightlights.results import upsert_result
+    from earthkeep.nightlights.settings import NightlightsSettings
+    from earthkeep.nightlights.tiles import get_tile
+    from earthkeep.raster.cog import write_cog
+    from earthkeep.raster.grid import snap
+    from earthkeep.raster.tiles import TMS
+    from earthkeep.runtime import Services
+    from earthkeep.store.obstore import ObstoreStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tiles-"))
+    svc = Services.open(load_settings(catalog={"database_url": f"sqlite:///{tmp}/c.db"}),
+                        store=ObstoreStore.local(tmp / "store"))
+    svc.extras["nightlights.settings"] = NightlightsSettings(tile_max_zoom=14)
+    ring = [[36.0, -2.0], [38.0, -2.0], [38.0, 0.0], [36.0, 0.0], [36.0, -2.0]]
+    with svc.sessions.begin() as s:
+        area = area_ops.create_area(s, parse_area({"type": "Polygon", "coordinates": [ring]}), name="bench")
+        area_id = area.id
+    grid = snap((36.0, -2.0, 38.0, 0.0))
+    data = np.random.default_rng(0).gamma(0.5, 8.0, grid.shape).astype(np.float32)
+    cog = write_cog(tmp / "c.tif", [data], grid)
+    asyncio.run(svc.store.put_file("nightlights/composites/1/2023-01.tif", cog))
+    with svc.sessions.begin() as s:
+        upsert_result(s, area_id=area_id, month="2023-01", source="bench", metrics={"pixels": 0, "lit_pixels": 0,
+                      "lit_area_km2": 0, "valid_area_km2": 0, "area_km2": 0, "valid_fraction": 0},
+                      threshold=0.5, composite_key="nightlights/composites/1/2023-01.tif", job_id=None)
+    tiles = list(TMS.tiles(36.0, -2.0, 38.0, 0.0, [zoom]))
+
+    async def run() -> tuple[float, float]:
+        t = time.perf_counter()
+        for tile in tiles:
+            await get_tile(svc, area_id, "2023-01", zoom, tile.x, tile.y)
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        for tile in tiles:
+            _, cached = await get_tile(svc, area_id, "2023-01", zoom, tile.x, tile.y)
+            assert cached
+        return cold, time.perf_counter() - t
+
+    cold, warm = asyncio.run(run())
+    svc.close()
+    return len(tiles), len(tiles) / cold, len(tiles) / warm
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--areas", type=int, default=100)
+    p.add_argument("--months", type=int, default=12)
+    p.add_argument("--size", type=int, default=5000)
+    p.add_argument("--zoom", type=int, default=10)
+    p.add_argument("--radius", type=float, nargs=2, default=(10, 60), help="area radius range in cells")
+    p.add_argument("--skip-rasterstats", action="store_true")
+    a = p.parse_args()
+    grid = Grid(west=20.0, north=10.0, res=BLACK_MARBLE_RES, width=a.size, height=a.size)
+    base = np.random.default_rng(1).gamma(0.5, 8.0, grid.shape).astype(np.float32)
+    base[np.random.default_rng(2).random(grid.shape) < 0.05] = np.nan
+    areas = make_areas(grid, a.areas, tuple(a.radius))
+    cells = sum(w.cells.size for w in coverage_weights(areas, grid))
+    print(f"{a.areas} areas ({cells / a.areas:,.0f} cells each on average) x {a.months} months "
+          f"on a {a.size} x {a.size} raster")
+    ek = bench_earthkeep(grid, areas, base, a.months)
+    ee = bench_exactextract(grid, areas, base, a.months)
+    print(f"  earthkeep (cached weights)      {ek:8.2f} s")
+    print(f"  exactextract (no cache)         {ee:8.2f} s   earthkeep is {ee / ek:6.1f}x faster")
+    if not a.skip_rasterstats:
+        rs = bench_rasterstats(grid, areas, base, a.months)
+        print(f"  rasterstats                     {rs:8.2f} s   earthkeep is {rs / ek:6.1f}x faster (goal >= 30x)")
+    n, cold, warm = bench_tiles(a.zoom)
+    print(f"tiles at zoom {a.zoom} ({n} tiles, 2x2 degrees): cold {cold:.1f} tiles/s (render + store), "
+          f"cached {warm:.1f} tiles/s ({warm / cold:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Cached coverage weights give exactly exactextract's statistics; metrics by hand; the cache."""
+
+import numpy as np
+import pytest
+from exactextract import exact_extract
+from rasterio.io import MemoryFile
+from shapely.geometry import MultiPolygon, Point, Polygon, box, mapping
+
+from earthkeep.raster.grid import Grid, snap
+from earthkeep.raster.zonal import CoverageWeights, WeightCache, coverage_weights, weighted_quantile, zonal_metrics
+
+GRID = Grid(west=10.0, north=5.0, res=0.01, width=300, height=200)
+SHAPES = [
+    Point(11.2, 4.1).buffer(0.37),
+    Polygon([(10.05, 3.05), (10.93, 3.21), (10.41, 4.77), (10.05, 3.05)]),
+    MultiPolygon([box(12.001, 3.503, 12.406, 3.9), box(12.5, 4.5, 12.77, 4.93)]),
+]
+
+
+def _raster(seed=1):
+    rng = np.random.default_rng(seed)
+    values = (rng.gamma(0.6, 6.0, GRID.shape)).astype(np.float32)
+    values[rng.random(GRID.shape) < 0.1] = np.nan
+    return values
+
+
+def _exactextract(values, geoms, ops):
+    profile = {"driver": "GTiff", "width": GRID.width, "height": GRID.height, "count": 1, "dtype": "float32",
+               "crs": "EPSG:4326", "transform": GRID.transform, "nodata": np.nan}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(values, 1)
+        with mem.open() as ds:
+            feats = [{"type": "Feature", "properties": {"fid": i}, "geometry": mapping(g)} for i, g in enumerate(geoms)]
+            return exact_extract(ds, feats, ops, output="pandas")
+
+
+def test_cached_weights_reproduce_exactextract_every_month():
+    weights = coverage_weights(SHAPES, GRID)
+    for seed in (1, 2, 3):  # three "months" on the same grid, one set of weights
+        values = _raster(seed)
+        ref = _exactextract(values, SHAPES, ["sum", "mean", "median", "count"])
+        for w, (_, row) in zip(weights, ref.iterrows(), strict=True):
+            m = zonal_metrics(values, w, threshold=3.0)
+            assert m["sum_radiance"] == pytest.approx(row["sum"], rel=1e-9)
+            assert m["mean_radiance"] == pytest.approx(row["mean"], rel=1e-9)
+            assert m["median_radiance"] == pytest.approx(row["median"], rel=1e-6)
+
+
+def test_the_median_merges_equal_values_like_exactextract():
+    values = np.round(_raster(4)).astype(np.float32)  # many ties
+    ref = _exactextract(values, SHAPES, ["median"])
+    for w, (_, row) in zip(coverage_weights(SHAPES, GRID), ref.iterrows(), strict=True):
+        assert zonal_metrics(values, w, threshold=1.0)["median_radiance"] == pytest.approx(row["median"], rel=1e-6)
+
+
+def test_lit_and_area_metrics_by_hand():
+    grid = Grid(west=0.0, north=1.0, res=0.5, width=2, height=2)
+    values = np.array([[1.0, 5.0], [np.nan, 10.0]], dtype=np.float32)
+    nights = np.array([[3.0, 4.0], [0.0, 5.0]], dtype=np.float32)
+    w = coverage_weights([box(0.25, 0.0, 1.0, 1.0)], grid)[0]  # half of the left column, all of the right
+    m = zonal_metrics(values, w, threshold=4.0, nights=nights)
+    area = grid.row_areas_km2()
+    assert m["pixels"] == 4 and m["sum_radiance"] == pytest.approx(0.5 * 1 + 5 + 10)
+    assert m["lit_pixels"] == pytest.approx(2.0)
+    assert m["lit_area_km2"] == pytest.approx(area[0] + area[1])
+    assert m["valid_area_km2"] == pytest.approx(0.5 * area[0] + area[0] + area[1])
+    assert m["area_km2"] == pytest.approx(1.5 * (area[0] + area[1]))
+    assert m["lit_fraction"] == pytest.approx((area[0] + area[1]) / (1.5 * area[0] + area[1]))
+    assert m["mean_valid_nights"] == pytest.approx((0.5 * 3 + 4 + 0.5 * 0 + 5) / 3.0)
+
+
+def test_an_area_without_valid_cells_has_no_radiance_but_an_area():
+    w = coverage_weights([box(10.1, 4.0, 10.3, 4.2)], GRID)[0]
+    m = zonal_metrics(np.full(GRID.shape, np.nan, np.float32), w, threshold=0.5)
+    assert m["sum_radiance"] is None and m["median_radiance"] is None and m["lit_fraction"] is None
+    assert m["valid_fraction"] == 0.0 and m["area_km2"] > 0
+
+
+def test_weighted_quantile_matches_the_type_7_quantile_with_equal_weights():
+    x = np.array([5.0, 1.0, 9.0, 3.0])
+    assert weighted_quantile(x, np.ones(4), 0.5) == pytest.approx(np.quantile(x, 0.5))
+    assert weighted_quantile(x, np.ones(4), 0.9) == pytest.approx(np.quantile(x, 0.9))
+    assert np.isnan(weighted_quantile(np.array([]), np.array([]), 0.5))
+
+
+def test_weights_survive_serialisation_and_the_cache_is_bounded():
+    w = coverage_weights(SHAPES[:1], snap((11.0, 3.9, 11.5, 4.4), 0.01))[0]
+    back = CoverageWeights.from_bytes(w.to_bytes())
+    np.testing.assert_array_equal(back.cells, w.cells)
+    np.testing.assert_array_equal(back.coverage, w.coverage)
+    assert back.grid_digest == w.grid_digest
+    cache = WeightCache(max_entries=2)
+    for k in ("a", "b", "c"):
+        cache.put(k, w)
+    assert cache.get("a") is None and cache.get("c") is w and (cache.hits, cache.misses) == (1, 1)
+    cache.drop(lambda k: k == "c")
+    assert cache.get("c") is None
