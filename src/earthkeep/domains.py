@@ -31,6 +31,8 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("downloads", "earthkeep.sources.http"),
     Domain("nightlights", "earthkeep.nightlights.handlers", router="earthkeep.api.routers.nightlights",
            settings="earthkeep.nightlights.settings:NightlightsSettings"),
+    Domain("granules", "earthkeep.granules.domain", router="earthkeep.api.routers.granules",
+           settings="earthkeep.granules.settings:ViirsSettings"),
 )
 
 

@@ -17,7 +17,8 @@ from earthkeep.runtime import Services
 from earthkeep.scheduler import Schedule, Scheduler
 
 log = structlog.get_logger(__name__)
-ROLES = ("api", "scheduler", "worker")
+ROLES = ("api", "scheduler", "worker", "granules")
+DEFAULT_ROLES = "api,scheduler,worker"
 
 
 class _Server(uvicorn.Server):
@@ -72,6 +73,8 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
         log.info("scheduler.started", schedules=scheduler.next_runs())
     if "api" in roles:
         tasks.append(asyncio.create_task(_run_api(settings, services, stop)))
+    if "granules" in roles:
+        tasks.append(asyncio.create_task(_run_granules(services, stop)))
     log.info("service.started", roles=list(roles), api=f"http://{settings.api.host}:{settings.api.port}")
     try:
         await stop.wait()
@@ -81,6 +84,23 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
         await asyncio.gather(*tasks, return_exceptions=True)
         services.close()
         log.info("service.stopped")
+
+
+async def _run_granules(services: Services, stop: asyncio.Event) -> None:
+    """The granule collector: posttroll/NATS publisher, gatherer, task intake, watcher, e-mails."""
+    from earthkeep.events.nats import NatsSink
+    from earthkeep.granules.collector import Collector
+    from earthkeep.granules.config import GranuleConfig
+
+    cfg = GranuleConfig.of(services.settings)
+    nats = await NatsSink(cfg.viirs.nats_url, cfg.viirs.nats_subject).connect() if cfg.viirs.nats_url else None
+    try:
+        async with Collector(services, cfg, nats=nats):
+            log.info("granules.collector_started", address=cfg.viirs.publish_address)
+            await stop.wait()
+    finally:
+        if nats is not None:
+            await nats.close()
 
 
 async def _run_api(settings: Settings, services: Services, stop: asyncio.Event) -> None:

@@ -6,7 +6,8 @@ tests that create tables directly).
 
 from __future__ import annotations
 
-import earthkeep.nightlights.tables  # noqa: F401  (registers the domain's tables)
+import earthkeep.granules.tables  # noqa: F401  (registers the domain's tables)
+import earthkeep.nightlights.tables  # noqa: F401
 from earthkeep.catalog.tables import Base
 
 metadata = Base.metadata

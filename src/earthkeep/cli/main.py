@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from earthkeep import __version__
-from earthkeep.cli import areas, fetch, jobs, keys, nightlights, testbed
+from earthkeep.cli import areas, fetch, granules, jobs, keys, nightlights, testbed
 from earthkeep.cli.common import console, friendly, set_config_file, settings
 from earthkeep.errors import ConfigError
 
@@ -26,6 +26,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(testbed.app, name="testbed")
 app.add_typer(areas.app, name="areas")
 app.add_typer(nightlights.app, name="nightlights")
+app.add_typer(granules.app, name="granules")
+app.add_typer(granules.tasks_app, name="tasks")
 app.command("fetch")(fetch.fetch)
 
 
@@ -46,7 +48,7 @@ def version() -> None:
 @app.command()
 @friendly
 def serve(
-    role: Annotated[str, typer.Option(help="comma list of api, scheduler, worker")] = "api,scheduler,worker",
+    role: Annotated[str, typer.Option(help="comma list of api, scheduler, worker, granules")] = "api,scheduler,worker",
     host: Annotated[str | None, typer.Option(help="API address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="API port (default 8000)")] = None,
 ) -> None:

@@ -1,0 +1,1 @@
+"""Satellite granules: GINA mirror, watched directory, posttroll publisher, segment gatherer, task broker."""
