@@ -127,3 +127,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> ObstoreStore:
     server: SeaweedS3Server = request.getfixturevalue("s3_server")
     bucket: str = request.getfixturevalue("s3_bucket")
     return ObstoreStore.s3(bucket, server.url, server.access_key, server.secret_key, server.region, timeout_s=10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog():
+    """Each test starts and ends with structlog's defaults (CLI tests reconfigure logging)."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()

@@ -33,6 +33,8 @@ DOMAINS: tuple[Domain, ...] = (
            settings="earthkeep.nightlights.settings:NightlightsSettings"),
     Domain("granules", "earthkeep.granules.domain", router="earthkeep.api.routers.granules",
            settings="earthkeep.granules.settings:ViirsSettings"),
+    Domain("ingest", "earthkeep.ingest.domain", router="earthkeep.api.routers.ingest",
+           settings="earthkeep.ingest.settings:IngestSettings"),
 )
 
 

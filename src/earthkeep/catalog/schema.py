@@ -7,6 +7,7 @@ tests that create tables directly).
 from __future__ import annotations
 
 import earthkeep.granules.tables  # noqa: F401  (registers the domain's tables)
+import earthkeep.ingest.tables  # noqa: F401
 import earthkeep.nightlights.tables  # noqa: F401
 from earthkeep.catalog.tables import Base
 

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from earthkeep import __version__
-from earthkeep.cli import areas, fetch, granules, jobs, keys, nightlights, testbed
+from earthkeep.cli import areas, fetch, granules, jobs, keys, nightlights, stations, testbed, weather
 from earthkeep.cli.common import console, friendly, set_config_file, settings
 from earthkeep.errors import ConfigError
 
@@ -28,6 +28,8 @@ app.add_typer(areas.app, name="areas")
 app.add_typer(nightlights.app, name="nightlights")
 app.add_typer(granules.app, name="granules")
 app.add_typer(granules.tasks_app, name="tasks")
+app.add_typer(stations.app, name="stations")
+app.add_typer(weather.app, name="weather")
 app.command("fetch")(fetch.fetch)
 
 

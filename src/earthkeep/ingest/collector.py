@@ -1,0 +1,150 @@
+"""The collector: parse a body, validate every record, hand the good ones to the broker.
+
+``submit`` answers only after the broker durably accepted the batch (JetStream
+publish acks, or the embedded write committed). Refused records are reported
+one by one (index and reason) and kept in the dead-letter table.
+
+Bodies are one JSON object, a JSON array of objects, or NDJSON (one object per
+line; a malformed line refuses that record only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import Engine
+
+from earthkeep.errors import InvalidInput, SourceUnavailable
+from earthkeep.ingest.broker import Broker
+from earthkeep.ingest.deadletters import record_dead_letters
+from earthkeep.ingest.models import Rejection, validate_records
+from earthkeep.ingest.stations import StationDirectory
+
+log = structlog.get_logger(__name__)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+
+
+class BatchTooLarge(InvalidInput):
+    """More records (or bytes) than one request may carry."""
+
+
+@dataclass
+class Parsed:
+    """Records in body order (unparseable NDJSON lines hold a placeholder and an entry in ``errors``)."""
+
+    records: list[Any]
+    errors: list[Rejection] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.records)
+
+
+def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Parsed:
+    """Records of a JSON object, JSON array or NDJSON body (raise InvalidInput / BatchTooLarge)."""
+    ctype = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    if ctype in NDJSON_TYPES:
+        parsed = _ndjson(body)
+    else:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"body is not valid JSON ({exc}); send an object, an array of objects, "
+                               "or NDJSON with Content-Type: application/x-ndjson") from exc
+        if isinstance(data, dict):
+            parsed = Parsed([data])
+        elif isinstance(data, list):
+            parsed = Parsed(data)
+        else:
+            raise InvalidInput(f"body is a JSON {type(data).__name__}; send an object or an array of objects")
+    if parsed.total > max_records:
+        raise BatchTooLarge(f"{parsed.total} records in one request; at most {max_records} are accepted")
+    return parsed
+
+
+def _ndjson(body: bytes) -> Parsed:
+    records: list[Any] = []
+    errors: list[Rejection] = []
+    index = 0
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            errors.append(Rejection(index, f"line {number}: malformed JSON ({exc})", None,
+                                    line[:1000].decode(errors="replace")))
+            records.append(_MALFORMED)
+        index += 1
+    return Parsed(records, errors)
+
+
+_MALFORMED = object()
+
+
+@dataclass
+class SubmitResult:
+    """What the collector did with one request."""
+
+    received: int
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+    trace_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"received": self.received, "accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": len(self.rejected), "trace_id": self.trace_id,
+                "errors": [{"index": r.index, "station_id": r.station_id, "reason": r.reason}
+                           for r in self.rejected]}
+
+
+class Collector:
+    """Validates observations and hands them to a :class:`Broker`."""
+
+    def __init__(self, broker: Broker, stations: StationDirectory, engine: Engine, *,
+                 future_tolerance_s: float = 300.0) -> None:
+        self.broker = broker
+        self.stations = stations
+        self.engine = engine
+        self.future_tolerance_s = future_tolerance_s
+
+    async def submit(self, parsed: Parsed, *, trace_id: str | None) -> SubmitResult:
+        """Validate, dead-letter the refused, publish the rest; return once the broker accepted them."""
+        records = parsed.records
+        ids = {sid for r in records if isinstance(r, dict) and isinstance(sid := r.get("station_id"), str)}
+        if any(not self.stations.cached(i) for i in ids):
+            try:
+                await asyncio.to_thread(self.stations.prepare, ids)
+            except SourceUnavailable as exc:  # keep collecting for the stations we know
+                log.warning("ingest.station_registry_unavailable", error=str(exc))
+        good, bad = validate_records(
+            [r for r in records if r is not _MALFORMED], known_station=self.stations.cached,
+            future_tolerance_s=self.future_tolerance_s)
+        rejected = _merge(parsed, bad)
+        if rejected:
+            await self._dead_letter(rejected, trace_id)
+        result = await self.broker.publish(good, trace_id=trace_id) if good else None
+        log.info("ingest.collected", trace_id=trace_id, received=len(records), accepted=len(good),
+                 rejected=len(rejected))
+        return SubmitResult(len(records), len(good), result.duplicates if result else 0, rejected, trace_id)
+
+    async def _dead_letter(self, rejected: Sequence[Rejection], trace_id: str | None) -> None:
+        try:
+            await asyncio.to_thread(record_dead_letters, self.engine, "collector", rejected, trace_id)
+        except Exception as exc:  # the caller still gets every reason; only the copy for inspection is lost
+            log.error("ingest.dead_letter_failed", trace_id=trace_id, records=len(rejected), error=str(exc))
+
+
+def _merge(parsed: Parsed, bad: list[Rejection]) -> list[Rejection]:
+    """Map validation indexes (over the parseable records) back to body positions; add parse errors."""
+    if not parsed.errors:
+        return bad
+    positions = [i for i, r in enumerate(parsed.records) if r is not _MALFORMED]
+    moved = [Rejection(positions[r.index], r.reason, r.station_id, r.record) for r in bad]
+    return sorted([*moved, *parsed.errors], key=lambda r: r.index)

@@ -1,0 +1,254 @@
+"""NATS JetStream adapter: the stream, the publishing broker, and a pull fetcher for consumers.
+
+* One stream (file storage, work-queue retention, ``discard new`` when full so
+  a backlog pushes back on the collector instead of losing data) on subjects
+  ``<subject_prefix>.<station_id>``.
+* :class:`JetStreamBroker` publishes one message per observation with
+  ``Nats-Msg-Id`` = station and timestamp (the server drops repeats within the
+  duplicate window) and the request's trace id in the ``Earthkeep-Trace-Id``
+  header, then waits for every publish ack before returning. With
+  ``message_mode = "batch"`` it publishes one NDJSON message per chunk of
+  ``batch_message_records`` observations instead (``Nats-Msg-Id`` = the
+  chunk's SHA-256, so a resent request is still dropped by the server; repeats
+  of single records are left to the consumer and the database). A message
+  body is always NDJSON, so consumers read both modes.
+* :class:`PullFetcher` pulls batches for a durable consumer (explicit acks)
+  through the JetStream API subject; acks and naks are sent per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from earthkeep.errors import SourceUnavailable
+from earthkeep.ingest.broker import PublishResult
+from earthkeep.ingest.models import Obs
+from earthkeep.ingest.settings import IngestSettings
+
+log = structlog.get_logger(__name__)
+TRACE_HEADER = "Earthkeep-Trace-Id"
+
+
+async def connect(url: str, *, name: str = "earthkeep-ingest") -> Any:
+    """A NATS connection that reconnects for ever (raise :class:`SourceUnavailable` if it cannot start)."""
+    import nats
+
+    async def _error(exc: Exception) -> None:
+        log.warning("nats.error", error=repr(exc))
+
+    async def _disconnected() -> None:
+        log.warning("nats.disconnected", url=url)
+
+    async def _reconnected() -> None:
+        log.info("nats.reconnected", url=url)
+
+    try:
+        return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                  connect_timeout=5, allow_reconnect=True, error_cb=_error,
+                                  disconnected_cb=_disconnected, reconnected_cb=_reconnected,
+                                  pending_size=64 * 1024 * 1024)
+    except Exception as exc:
+        raise SourceUnavailable(f"NATS at {url} is unreachable ({exc!r}); check NATS_URL") from exc
+
+
+async def ensure_stream(nc: Any, s: IngestSettings) -> None:
+    """Create (or update) the observations stream and the durable pull consumer."""
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DeliverPolicy,
+        DiscardPolicy,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
+    from nats.js.errors import NotFoundError
+
+    js = nc.jetstream()
+    stream = StreamConfig(name=s.stream, subjects=[f"{s.subject_prefix}.>"], storage=StorageType.FILE,
+                          retention=RetentionPolicy.WORK_QUEUE, discard=DiscardPolicy.NEW,
+                          max_bytes=s.stream_max_bytes, duplicate_window=s.duplicate_window_s)
+    try:
+        await js.stream_info(s.stream)
+        await js.update_stream(stream)
+    except NotFoundError:
+        await js.add_stream(stream)
+    consumer = ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_s,
+                              max_ack_pending=s.max_ack_pending, max_deliver=s.max_deliver,
+                              deliver_policy=DeliverPolicy.ALL, filter_subject=f"{s.subject_prefix}.>")
+    await js.add_consumer(s.stream, consumer)
+
+
+def encode(row: Obs) -> bytes:
+    """The message body: the observation as the API's JSON record."""
+    return orjson.dumps(row.to_json())
+
+
+class _Batch:
+    def __init__(self, size: int, weights: list[int]) -> None:
+        self.remaining = size
+        self.weights = weights
+        self.duplicates = 0
+        self.errors: list[str] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    def settle(self, data: bytes, index: int) -> None:
+        if b'"error"' in data:
+            err = orjson.loads(data).get("error", {})
+            self.errors.append(f"{err.get('code')} {err.get('description')}")
+        elif b'"duplicate"' in data and orjson.loads(data).get("duplicate"):
+            self.duplicates += self.weights[index] if self.weights else 1
+        self.remaining -= 1
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+class JetStreamBroker:
+    """Publishes observations to JetStream and returns once every message is acknowledged."""
+
+    mode = "nats"
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.nc: Any = None
+        self._inbox = ""
+        self._batches: dict[str, _Batch] = {}
+        self._seq = 0
+
+    async def start(self) -> JetStreamBroker:
+        self.nc = await connect(self.settings.nats_url, name="earthkeep-collector")
+        try:
+            await ensure_stream(self.nc, self.settings)
+        except Exception as exc:
+            await self.nc.close()
+            raise SourceUnavailable(f"JetStream stream {self.settings.stream!r} not available: {exc!r}") from exc
+        self._inbox = self.nc.new_inbox()
+        await self.nc.subscribe(f"{self._inbox}.>", cb=self._on_ack)
+        return self
+
+    async def _on_ack(self, msg: Any) -> None:
+        token, _, index = msg.subject[len(self._inbox) + 1:].partition(".")
+        batch = self._batches.get(token)
+        if batch is not None:
+            if msg.headers and msg.headers.get("Status") == "503":  # no responders: the stream is gone
+                batch.errors.append("503 no stream responded")
+                batch.settle(b"{}", int(index))
+            else:
+                batch.settle(msg.data, int(index))
+
+    def _messages(self, rows: Sequence[Obs], trace: str) -> list[tuple[str, bytes, dict[str, str], int]]:
+        """(subject, body, headers, records) of each message for ``rows``."""
+        prefix = self.settings.subject_prefix
+        if self.settings.message_mode == "record":
+            return [(f"{prefix}.{r.station_id}", encode(r), {"Nats-Msg-Id": r.key, TRACE_HEADER: trace}, 1)
+                    for r in rows]
+        size = self.settings.batch_message_records
+        out = []
+        for i in range(0, len(rows), size):
+            chunk = rows[i:i + size]
+            body = b"\n".join(encode(r) for r in chunk)
+            msg_id = "sha256:" + hashlib.sha256(body).hexdigest()
+            out.append((f"{prefix}.batch", body, {"Nats-Msg-Id": msg_id, TRACE_HEADER: trace}, len(chunk)))
+        return out
+
+    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None) -> PublishResult:
+        if not rows:
+            return PublishResult(0)
+        self._seq += 1
+        token = f"b{self._seq}"
+        messages = self._messages(rows, trace_id or "")
+        weights = [] if self.settings.message_mode == "record" else [m[3] for m in messages]
+        batch = self._batches[token] = _Batch(len(messages), weights)
+        reply = f"{self._inbox}.{token}."
+        try:
+            for i, (subject, body, headers, _) in enumerate(messages):
+                await self.nc.publish(subject, body, reply=f"{reply}{i}", headers=headers)
+            await asyncio.wait_for(asyncio.shield(batch.done), self.settings.publish_timeout_s)
+        except TimeoutError as exc:
+            raise SourceUnavailable(
+                f"JetStream confirmed {len(messages) - batch.remaining} of {len(messages)} messages within "
+                f"{self.settings.publish_timeout_s:.0f} s; send the batch again (repeats are dropped)") from exc
+        except Exception as exc:
+            raise SourceUnavailable(f"publishing to NATS failed ({exc!r}); send the batch again") from exc
+        finally:
+            self._batches.pop(token, None)
+        if batch.errors:
+            raise SourceUnavailable(f"JetStream refused {len(batch.errors)} of {len(messages)} messages "
+                                    f"({batch.errors[0]}); send the batch again later")
+        log.info("ingest.published", trace_id=trace_id, records=len(rows), duplicates=batch.duplicates)
+        return PublishResult(len(rows), batch.duplicates)
+
+    async def lag(self) -> dict[str, int]:
+        """Messages not yet delivered and delivered but not acknowledged, for the durable consumer."""
+        info = await self.nc.jetstream().consumer_info(self.settings.stream, self.settings.durable)
+        return {"pending": int(info.num_pending or 0), "ack_pending": int(info.num_ack_pending or 0),
+                "redelivered": int(info.num_redelivered or 0)}
+
+    async def close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.close()
+
+
+class PullFetcher:
+    """Pulls up to ``batch`` messages at a time for a durable consumer; acks/naks them."""
+
+    def __init__(self, nc: Any, settings: IngestSettings) -> None:
+        self.nc = nc
+        self.settings = settings
+        self._buf: list[Any] = []
+        self._wake = asyncio.Event()
+        self._ended = False
+        self._inbox = ""
+        self._api = f"$JS.API.CONSUMER.MSG.NEXT.{settings.stream}.{settings.durable}"
+
+    async def start(self) -> PullFetcher:
+        self._inbox = self.nc.new_inbox()
+        await self.nc.subscribe(self._inbox, cb=self._on_msg)
+        return self
+
+    async def _on_msg(self, msg: Any) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None and msg.reply:
+            self._buf.append(msg)
+            if len(self._buf) >= self.settings.fetch_messages:
+                self._wake.set()
+        elif status in ("404", "408", "409"):
+            if status == "409":
+                log.warning("ingest.pull_refused", description=msg.headers.get("Description"))
+            self._ended = True
+            self._wake.set()
+
+    async def fetch(self) -> list[Any]:
+        """The next batch (possibly empty after ``fetch_wait_s`` without messages)."""
+        want = self.settings.fetch_messages - len(self._buf)
+        if want > 0:
+            self._wake.clear()
+            self._ended = False
+            wait = self.settings.fetch_wait_s
+            request = {"batch": want, "expires": int(wait * 1e9)}
+            try:
+                await self.nc.publish(self._api, orjson.dumps(request), reply=self._inbox)
+                await asyncio.wait_for(self._wake.wait(), wait + 1.0)
+            except TimeoutError:
+                pass
+            except Exception as exc:  # disconnected: the client reconnects; try again shortly
+                log.warning("ingest.pull_failed", error=repr(exc))
+                await asyncio.sleep(min(wait, 0.5))
+        msgs, self._buf = self._buf, []
+        return msgs
+
+    async def ack(self, msgs: Sequence[Any]) -> None:
+        for m in msgs:
+            await self.nc.publish(m.reply, b"+ACK")
+
+    async def nak(self, msgs: Sequence[Any], delay_s: float) -> None:
+        body = b'-NAK {"delay": %d}' % int(timedelta(seconds=delay_s).total_seconds() * 1e9)
+        for m in msgs:
+            await self.nc.publish(m.reply, body)

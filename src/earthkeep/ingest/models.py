@@ -1,0 +1,218 @@
+"""Station observations and stations: the records, their physical ranges, their validation.
+
+An observation is what one station measured at one instant (UTC)::
+
+    {"station_id": "KSEA", "timestamp": "2024-03-01T12:00:00Z", "temperature": 11.2,
+     "humidity": 81, "pressure": 1012.4, "wind_speed": 3.1, "wind_direction": 200,
+     "precipitation": 0.2}
+
+Every measure is optional, but at least one must be present. Timestamps without
+a zone are taken as UTC; timestamps more than ``future_tolerance_s`` ahead of
+the clock are refused. Unknown fields are refused (a misspelt measure would
+otherwise vanish silently). :func:`validate_records` checks a batch and returns
+the good records and one :class:`Rejection` (index and reason) per bad one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+STATION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+#: measure -> (unit, lowest, highest): the physical ranges a record must respect
+MEASURES: dict[str, tuple[str, float, float]] = {
+    "temperature": ("degC", -90.0, 60.0),
+    "humidity": ("%", 0.0, 100.0),
+    "pressure": ("hPa", 300.0, 1100.0),
+    "wind_speed": ("m/s", 0.0, 115.0),
+    "wind_direction": ("deg", 0.0, 360.0),
+    "precipitation": ("mm", 0.0, 500.0),
+}
+MEASURE_NAMES: tuple[str, ...] = tuple(MEASURES)
+
+
+def _measure(name: str) -> Any:
+    unit, lo, hi = MEASURES[name]
+    return Annotated[float | None, Field(None, ge=lo, le=hi, strict=True, description=f"{name} in {unit}")]
+
+
+class Observation(BaseModel):
+    """One station's measurements at one UTC instant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    station_id: str = Field(pattern=STATION_ID, description="a registered station id")
+    timestamp: datetime = Field(description="ISO 8601; without a zone it is taken as UTC")
+    temperature: _measure("temperature")  # type: ignore[valid-type]
+    humidity: _measure("humidity")  # type: ignore[valid-type]
+    pressure: _measure("pressure")  # type: ignore[valid-type]
+    wind_speed: _measure("wind_speed")  # type: ignore[valid-type]
+    wind_direction: _measure("wind_direction")  # type: ignore[valid-type]
+    precipitation: _measure("precipitation")  # type: ignore[valid-type]
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _some_measure(self) -> Observation:
+        if all(getattr(self, m) is None for m in MEASURE_NAMES):
+            raise ValueError(f"no measurement given; send at least one of {', '.join(MEASURE_NAMES)}")
+        return self
+
+    def row(self) -> Obs:
+        """The compact form the pipeline carries."""
+        return Obs(self.station_id, self.timestamp, *(getattr(self, m) for m in MEASURE_NAMES))
+
+
+class Obs(NamedTuple):
+    """A validated observation as the pipeline carries it (a row of ``ingest_observations``)."""
+
+    station_id: str
+    ts: datetime
+    temperature: float | None = None
+    humidity: float | None = None
+    pressure: float | None = None
+    wind_speed: float | None = None
+    wind_direction: float | None = None
+    precipitation: float | None = None
+
+    @property
+    def key(self) -> str:
+        """The dedupe key: station and timestamp (also the JetStream ``Nats-Msg-Id``)."""
+        return dedupe_key(self.station_id, self.ts)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"station_id": self.station_id, "timestamp": iso(self.ts)}
+        for name, value in zip(MEASURE_NAMES, self[2:], strict=True):
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def iso(ts: datetime) -> str:
+    """``2024-03-01T12:00:00.000000Z`` (always UTC, always microseconds)."""
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def dedupe_key(station_id: str, ts: datetime) -> str:
+    """``station|2024-03-01T12:00:00.000000Z``: the same instant always gives the same key."""
+    return f"{station_id}|{iso(ts)}"
+
+
+class Station(BaseModel):
+    """A registered station: id, name, location (WGS84) and elevation (m)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=STATION_ID)
+    name: str = Field(min_length=1, max_length=200)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    elevation: float | None = Field(None, ge=-500, le=9000, description="metres above sea level")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why record number ``index`` of a batch was refused."""
+
+    index: int
+    reason: str
+    station_id: str | None = None
+    record: Any = None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem: ``temperature: Input should be less than or equal to 60 (got 75.0)``."""
+    parts = []
+    for err in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        got = err.get("input")
+        got_txt = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{got_txt}")
+    return "; ".join(parts)
+
+
+def validate_records(
+    records: Sequence[Any], *, known_station: Callable[[str], bool] | Collection[str],
+    now: datetime | None = None, future_tolerance_s: float = 300.0,
+) -> tuple[list[Obs], list[Rejection]]:
+    """Split ``records`` into valid observations and rejections (in input order)."""
+    limit = (now or datetime.now(UTC)) + timedelta(seconds=future_tolerance_s)
+    is_known = known_station if callable(known_station) else known_station.__contains__
+    good: list[Obs] = []
+    bad: list[Rejection] = []
+    for i, raw in enumerate(records):
+        obs = _fast(raw)
+        reason = ""
+        if obs is None:
+            reason, obs = _slow(raw)
+        if obs is not None:
+            if obs.ts > limit:
+                reason = (f"timestamp: {obs.ts.isoformat()} is in the future (more than "
+                          f"{future_tolerance_s:.0f} s ahead of the server clock)")
+            elif not is_known(obs.station_id):
+                reason = (f"station_id: unknown station {obs.station_id!r}; register it first "
+                          "(POST /stations or `earthkeep stations add`)")
+            else:
+                good.append(obs)
+                continue
+        sid = raw.get("station_id") if isinstance(raw, dict) else None
+        bad.append(Rejection(i, reason, sid if isinstance(sid, str) else None, raw))
+    return good, bad
+
+
+_STATION = re.compile(STATION_ID)
+_FIELDS = frozenset(("station_id", "timestamp", *MEASURE_NAMES))
+_RANGES = tuple((name, lo, hi) for name, (_, lo, hi) in MEASURES.items())
+
+
+def _fast(raw: Any) -> Obs | None:
+    """The common case without pydantic; ``None`` sends the record to :func:`_slow` for the reason.
+
+    It accepts exactly what :class:`Observation` accepts for well-formed input
+    (a test checks both agree); anything unusual goes the slow way.
+    """
+    if type(raw) is not dict or not _FIELDS.issuperset(raw):
+        return None
+    sid, stamp = raw.get("station_id"), raw.get("timestamp")
+    if (type(sid) is not str or type(stamp) is not str or not _STATION.fullmatch(sid)
+            or len(stamp) < 19 or stamp[4] != "-"):
+        return None
+    try:
+        ts = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    values: list[float | None] = []
+    for name, lo, hi in _RANGES:
+        v = raw.get(name)
+        if v is not None and ((type(v) is not float and type(v) is not int) or not lo <= v <= hi):
+            return None
+        values.append(None if v is None else float(v))
+    if values.count(None) == len(values):
+        return None
+    return Obs(sid, ts, *values)
+
+
+def _slow(raw: Any) -> tuple[str, Obs | None]:
+    if not isinstance(raw, dict):
+        return f"expected a JSON object, got {_json_type(raw)}", None
+    try:
+        return "", Observation.model_validate(raw).row()
+    except ValidationError as exc:
+        return describe(exc), None
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,44 @@
+"""The bounded dedupe cache evicts by count and by age."""
+
+from earthkeep.ingest.dedupe import DedupeCache
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_evicts_oldest_beyond_the_count():
+    cache = DedupeCache(3, 100, clock=Clock())
+    cache.add_many(["a", "b", "c", "d"])
+    assert "a" not in cache and all(k in cache for k in "bcd") and len(cache) == 3
+
+
+def test_entries_expire_by_age():
+    clock = Clock()
+    cache = DedupeCache(100, 10, clock=clock)
+    cache.add_many(["a"])
+    clock.t = 5
+    cache.add_many(["b"])
+    clock.t = 12
+    assert "a" not in cache and "b" in cache
+    clock.t = 16
+    cache.add_many(["c"])  # adding also sweeps what aged out
+    assert len(cache) == 1
+
+
+def test_re_adding_refreshes_a_key():
+    clock = Clock()
+    cache = DedupeCache(2, 10, clock=clock)
+    cache.add_many(["a", "b"])
+    cache.add_many(["a", "c"])
+    assert "a" in cache and "c" in cache and "b" not in cache
+
+
+def test_size_zero_disables_it():
+    cache = DedupeCache(0, 10)
+    cache.add_many(["a"])
+    assert "a" not in cache

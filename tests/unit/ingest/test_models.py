@@ -1,0 +1,85 @@
+"""Observation validation: ranges, types, time zones, and the fast path agreeing with the model."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from earthkeep.ingest.models import MEASURES, Observation, _fast, dedupe_key, validate_records
+from earthkeep.ingest.simulator import Simulator, make_stations
+
+NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
+
+
+def rec(**kw):
+    return {"station_id": "S1", "timestamp": "2024-06-01T10:00:00Z", "temperature": 12.5} | kw
+
+
+def check(*records):
+    return validate_records(list(records), known_station={"S1"}, now=NOW)
+
+
+def test_ranges_are_enforced_at_both_ends():
+    for name, (_, lo, hi) in MEASURES.items():
+        good, bad = check(rec(**{name: lo}), rec(**{name: hi}), rec(**{name: lo - 0.1}), rec(**{name: hi + 0.1}))
+        assert len(good) == 2 and [b.index for b in bad] == [2, 3], name
+        assert name in bad[0].reason
+
+
+def test_naive_timestamps_are_utc_and_offsets_are_converted():
+    (a, b), _ = check(rec(timestamp="2024-06-01T10:00:00"), rec(timestamp="2024-06-01T12:00:00+02:00"))
+    assert a.ts == b.ts == datetime(2024, 6, 1, 10, tzinfo=UTC)
+    assert a.key == b.key == "S1|2024-06-01T10:00:00.000000Z"
+
+
+def test_future_tolerance_is_five_minutes():
+    ok = rec(timestamp=(NOW + timedelta(minutes=4)).isoformat())
+    late = rec(timestamp=(NOW + timedelta(minutes=6)).isoformat())
+    good, bad = check(ok, late)
+    assert len(good) == 1 and "in the future" in bad[0].reason
+
+
+def test_wrong_types_and_shapes_have_clear_reasons():
+    _, bad = check(rec(temperature="12"), rec(temperature=None, humidity=None), rec(station_id=7),
+                   rec(extra=1), [1, 2], None, rec(station_id="has space"), rec(timestamp="yesterday"))
+    reasons = [b.reason for b in bad]
+    assert "temperature: Input should be a valid number (got '12')" in reasons[0]
+    assert "no measurement given" in reasons[1]
+    assert "station_id: Input should be a valid string" in reasons[2]
+    assert "extra: Extra inputs are not permitted" in reasons[3]
+    assert reasons[4] == "expected a JSON object, got array"
+    assert reasons[5] == "expected a JSON object, got null"
+    assert "station_id: String should match pattern" in reasons[6]
+    assert "timestamp:" in reasons[7]
+
+
+def test_unknown_station_is_refused():
+    _, bad = check(rec(station_id="S2"))
+    assert "unknown station 'S2'" in bad[0].reason and bad[0].station_id == "S2"
+
+
+def _slow_accepts(raw):
+    try:
+        Observation.model_validate(raw)
+    except Exception:
+        return False
+    return True
+
+
+def test_fast_path_never_accepts_what_the_model_refuses():
+    rng = random.Random(4)
+    sim = Simulator(make_stations(3), NOW - timedelta(days=1), invalid_rate=0.3, duplicate_rate=0.1)
+    mutations = [lambda r: r, lambda r: r | {"temperature": rng.choice([1, 1.5, -90, 60.0001, True, "1"])},
+                 lambda r: r | {"timestamp": rng.choice(["2024-06-01", "2024-06-01T00:00:00+0100", "20240601T000000",
+                                                         "2024-06-01T00:00:00.123456789Z", "2024-06-01 00:00"])},
+                 lambda r: r | {"station_id": rng.choice(["ok", "S1\n", "-x", "a" * 65, "é"])},
+                 lambda r: {k: v for k, v in r.items() if k != "humidity"}]
+    for raw in sim.batch(3000):
+        mutated = rng.choice(mutations)(dict(raw))
+        fast = _fast(mutated)
+        if fast is not None:
+            assert _slow_accepts(mutated), mutated
+            assert fast == Observation.model_validate(mutated).row()
+
+
+def test_dedupe_key_is_stable_across_representations():
+    t = datetime(2024, 1, 1, 1, tzinfo=UTC)
+    assert dedupe_key("A", t) == dedupe_key("A", t.astimezone(datetime.now().astimezone().tzinfo))
