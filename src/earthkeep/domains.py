@@ -35,6 +35,10 @@ DOMAINS: tuple[Domain, ...] = (
            settings="earthkeep.granules.settings:ViirsSettings"),
     Domain("ingest", "earthkeep.ingest.domain", router="earthkeep.api.routers.ingest",
            settings="earthkeep.ingest.settings:IngestSettings"),
+    Domain("forcing", "earthkeep.forcing", router="earthkeep.api.routers.forcing",
+           settings="earthkeep.forcing.settings:ForcingSourcesSettings"),
+    Domain("rescue", "earthkeep.rescue.domain", router="earthkeep.api.routers.rescue",
+           settings="earthkeep.rescue.settings:RescueSettings"),
 )
 
 
@@ -60,6 +64,14 @@ def all_schedules(settings: Settings) -> list[Schedule]:
         if fn is not None:
             out.extend(fn(settings))
     return out
+
+
+def on_startup_all(services: Services) -> None:
+    """Start-up work of the domains (e.g. forcing: check history, fill gaps, collect the latest)."""
+    for d in DOMAINS:
+        hook = getattr(importlib.import_module(d.module), "on_startup", None)
+        if hook is not None:
+            hook(services)
 
 
 def routers() -> list[Any]:

@@ -11,7 +11,7 @@ import structlog
 import uvicorn
 
 from earthkeep.config import Settings
-from earthkeep.domains import all_schedules
+from earthkeep.domains import all_schedules, on_startup_all
 from earthkeep.jobs.worker import Worker
 from earthkeep.runtime import Services
 from earthkeep.scheduler import Schedule, Scheduler
@@ -71,6 +71,7 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
             scheduler.add(schedule)
         scheduler.start()
         log.info("scheduler.started", schedules=scheduler.next_runs())
+        await asyncio.to_thread(on_startup_all, services)
     if "api" in roles:
         tasks.append(asyncio.create_task(_run_api(settings, services, stop)))
     if "granules" in roles:

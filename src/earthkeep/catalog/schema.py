@@ -6,9 +6,11 @@ tests that create tables directly).
 
 from __future__ import annotations
 
-import earthkeep.granules.tables  # noqa: F401  (registers the domain's tables)
+import earthkeep.forcing.tables  # noqa: F401  (registers the domain's tables)
+import earthkeep.granules.tables  # noqa: F401
 import earthkeep.ingest.tables  # noqa: F401
 import earthkeep.nightlights.tables  # noqa: F401
+import earthkeep.rescue.tables  # noqa: F401
 from earthkeep.catalog.tables import Base
 
 metadata = Base.metadata

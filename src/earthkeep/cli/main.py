@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from earthkeep import __version__
-from earthkeep.cli import areas, fetch, granules, jobs, keys, nightlights, stations, testbed, weather
+from earthkeep.cli import areas, fetch, forcing, granules, jobs, keys, nightlights, rescue, stations, testbed, weather
 from earthkeep.cli.common import console, friendly, set_config_file, settings
 from earthkeep.errors import ConfigError
 
@@ -30,6 +30,9 @@ app.add_typer(granules.app, name="granules")
 app.add_typer(granules.tasks_app, name="tasks")
 app.add_typer(stations.app, name="stations")
 app.add_typer(weather.app, name="weather")
+app.add_typer(forcing.app, name="forcing")
+app.add_typer(rescue.app, name="rescue")
+app.command("cleanup")(forcing.cleanup)
 app.command("fetch")(fetch.fetch)
 
 

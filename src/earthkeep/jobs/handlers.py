@@ -56,7 +56,9 @@ class HandlerRegistry:
         timeout_s: float | None = None, description: str = "",
     ) -> None:
         if name in self._kinds:
-            raise ValueError(f"job kind {name!r} registered twice")
+            if self._kinds[name].handler is handler:
+                return  # the same domain registered twice (e.g. a test helper after Services.open)
+            raise ValueError(f"job kind {name!r} registered twice with different handlers")
         self._kinds[name] = Kind(name, handler, max_attempts, timeout_s, description or (handler.__doc__ or ""))
 
     def get(self, name: str) -> Kind:

@@ -1,0 +1,139 @@
+"""Full discovery of a 20,000-dataset emulated CKAN portal: earthkeep vs a plain sequential ckanapi offset loop.
+
+    .venv/bin/python bench/ckan.py [--datasets 20000] [--concurrency 8] [--latency realistic|none]
+
+The emulator (earthkeep.testbed.ckan) runs in its own process, like a remote
+portal. ``--latency realistic`` (default) gives each package_search the server
+time a CKAN portal spends: 50 ms per request, 0.5 ms per dataset returned (CKAN
+builds every result dict) and 50 ms per thousand rows skipped with ``start``
+(Solr collects start+rows documents); ``none`` measures pure CPU on this machine.
+
+Both sides list every dataset with rows=1000; the peer pages ``start=0,1000,...``
+one request at a time (what most harvest scripts do); earthkeep pages moving
+``metadata_modified`` windows in parallel (earthkeep.sources.ckan.Lister). The
+dataset ids found must be identical. Then earthkeep's whole discovery (listing
++ writing datasets, resources, assets and history into a SQLite catalog) is
+timed once more for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LATENCY = {"realistic": (0.05, 0.0005, 0.05), "none": (0.0, 0.0, 0.0)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_portal(datasets: int, latency: tuple[float, float, float]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    code = ("from earthkeep.testbed.ckan import serve_ckan, Latency; "
+            f"serve_ckan(port={port}, datasets={datasets}, latency=Latency(*{latency!r}), faults=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the emulated portal did not start")
+
+
+def peer(base: str) -> tuple[set[str], float, int]:
+    """The plain loop: sequential package_search with growing start offsets."""
+    from ckanapi import RemoteCKAN
+
+    started = time.perf_counter()
+    ids: set[str] = set()
+    requests = 0
+    with RemoteCKAN(base) as ckan:
+        start, count = 0, None
+        while count is None or start < count:
+            result = ckan.action.package_search(q="*:*", rows=1000, start=start, sort="metadata_modified asc")
+            requests += 1
+            count = result["count"]
+            ids.update(d["id"] for d in result["results"])
+            if not result["results"]:
+                break
+            start += 1000
+    return ids, time.perf_counter() - started, requests
+
+
+def earthkeep_listing(base: str, concurrency: int) -> tuple[set[str], float, int]:
+    from earthkeep.sources.ckan import CkanClient, Lister
+
+    started = time.perf_counter()
+    client = CkanClient(base)
+    lister = Lister(client, rows=1000, concurrency=concurrency)
+    ids = {d["id"] for page in lister.pages() for d in page}
+    client.close()
+    return ids, time.perf_counter() - started, lister.stats.requests
+
+
+def earthkeep_discovery(base: str, concurrency: int) -> tuple[float, dict[str, object]]:
+    from earthkeep.catalog.db import create_db_engine, session_factory
+    from earthkeep.catalog.migrate import upgrade
+    from earthkeep.rescue.discovery import DiscoveryRequest, discover
+    from earthkeep.rescue.settings import RescueSettings
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ckan-"))
+    engine = create_db_engine(f"sqlite:///{tmp}/catalog.db")
+    upgrade(engine)
+    settings = RescueSettings(portal=base, concurrency=concurrency)
+    started = time.perf_counter()
+    out = discover(session_factory(engine), settings, DiscoveryRequest.from_settings(settings), allow_private=True)
+    engine.dispose()
+    return time.perf_counter() - started, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", type=int, default=20_000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--latency", choices=sorted(LATENCY), default="realistic")
+    ap.add_argument("--no-discovery", action="store_true", help="skip the end-to-end discovery run")
+    args = ap.parse_args()
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    latency = LATENCY[args.latency]
+    proc, base = start_portal(args.datasets, latency)
+    try:
+        peer_ids, peer_s, peer_req = peer(base)
+        ek_ids, ek_s, ek_req = earthkeep_listing(base, args.concurrency)
+        print(f"portal: {args.datasets} datasets, latency per request/dataset/1000 skipped = {latency} s")
+        print(f"ckanapi offset loop (sequential): {len(peer_ids):6d} datasets in {peer_s:7.2f} s, {peer_req} requests")
+        print(f"earthkeep windows (x{args.concurrency}):        {len(ek_ids):6d} datasets in {ek_s:7.2f} s, "
+              f"{ek_req} requests")
+        same = peer_ids == ek_ids
+        print(f"identical dataset ids: {same}; speed-up: {peer_s / ek_s:.1f}x")
+        if not args.no_discovery:
+            disc_s, out = earthkeep_discovery(base, args.concurrency)
+            print(f"earthkeep full discovery into SQLite (listing + {out['created']} datasets, {out['resources']} "
+                  f"resources, {out['assets']} assets, history): {disc_s:.2f} s; "
+                  f"vs the offset loop's listing alone: {peer_s / disc_s:.1f}x")
+        if not same:
+            sys.exit(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""One full GFS cycle (41 files, u10 + v10 by byte ranges) from the emulated tree: earthkeep vs Herbie.
+
+    .venv/bin/python bench/gfs.py [--rounds 2] [--hours 120] [--grid 0p25]
+
+Writes one cycle of the testbed GFS tree (real GRIB2 on the 0.25° grid, 39
+messages a file, ``ccsds`` packing, NOAA ``.idx``) into a temporary directory,
+serves it with the testbed file server in its own process (so it does not share
+the benchmark's GIL), and collects the 10 m wind of every forecast hour
+0..120 every 3 h with:
+
+* ``earthkeep``: :func:`earthkeep.forcing.collect.collect_wind` (finds the latest
+  complete cycle with HEAD on every ``.idx``, fetches each ``.idx``, the two
+  adjacent messages as one merged byte range through the transfer engine,
+  decodes every file with eccodes, copies it into a local store, catalogues it
+  in SQLite; 8 files at once);
+* ``herbie``: ``FastHerbie`` (herbie-data) pointed at the same server (a
+  ``gfs`` model subclass whose only source is the emulator), then
+  ``download(":[UV]GRD:10 m above ground:")`` with its default threads.
+
+Rounds alternate (Herbie first). Bytes are counted by the server (the fault
+injector's body-byte counters, reset between runs) and compared with the exact
+sum of the wanted messages computed from the inventories on disk. Prints wall
+times (best of the rounds), the ratio earthkeep/Herbie and the bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+PATTERNS = [":UGRD:10 m above ground:", ":VGRD:10 m above ground:"]
+CYCLE = datetime(2024, 1, 1, 0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def file_server(root: Path) -> Iterator[str]:
+    """The testbed file server (with its fault injector's counters) in a child process."""
+    port = free_port()
+    code = ("import sys; from pathlib import Path; from earthkeep.testbed.runner import serve; "
+            "serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root), str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the testbed file server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def counters(base: str, reset: bool = False) -> dict:
+    request = urllib.request.Request(f"{base}/_faults", method="DELETE" if reset else "GET")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def write_cycle(root: Path, hours: list[int], grid: str) -> int:
+    """Write the cycle; return the exact bytes of the wanted messages."""
+    from earthkeep.testbed import gfs
+    from earthkeep.transfer.idx import expected_bytes, parse_idx, select
+
+    total = 0
+    for hour in hours:
+        path = gfs.add_hour(root, CYCLE, hour, grid=grid, packing="ccsds")
+        entries = parse_idx(gfs.idx_path(root, CYCLE, hour, grid).read_text())
+        total += expected_bytes(entries, select(entries, PATTERNS), path.stat().st_size)
+    return total
+
+
+def run_earthkeep(base: str, work: Path, hours: int, grid: str) -> tuple[float, int]:
+    from earthkeep.config import Settings, load_settings
+    from earthkeep.forcing.collect import collect_wind
+    from earthkeep.forcing.settings import ForcingSourcesSettings, forcing_config
+    from earthkeep.runtime import Services
+    from earthkeep.store.obstore import ObstoreStore
+
+    loaded = load_settings(catalog={"database_url": f"sqlite:///{work}/catalog.db"},
+                           transfer={"work_dir": work / "partial"},
+                           forcing={"forecast_hours": hours, "forecast_interval_hours": 3})
+    sources = ForcingSourcesSettings(gfs_mirrors=["aws"], gfs_aws_url=base, gfs_grid=grid, gfs_concurrency=8)
+    services = Services.open(Settings({**loaded.sections(), "forcing_sources": sources}, None),
+                             store=ObstoreStore.local(work / "store"))
+    now = CYCLE.replace(tzinfo=UTC) + timedelta(hours=5)
+    started = time.perf_counter()
+    report = asyncio.run(collect_wind(services, forcing_config(services.settings), now=now, history=False))
+    elapsed = time.perf_counter() - started
+    services.close()
+    if report.status != "completed":
+        raise RuntimeError(f"earthkeep run failed: {report.error}")
+    return elapsed, report.records
+
+
+def run_herbie(base: str, work: Path, hours: int, grid: str) -> tuple[float, int]:
+    os.environ["HERBIE_CONFIG_PATH"] = str(work / "herbie-config")
+    os.environ["HERBIE_SAVE_DIR"] = str(work / "herbie-data")
+    import herbie.models
+    from herbie import FastHerbie
+
+    class gfs_emulator(herbie.models.gfs):
+        def template(self) -> None:
+            herbie.models.gfs.template(self)  # Herbie calls it with a Herbie object, not an instance
+            post_root = self.SOURCES["aws"].split(".amazonaws.com/", 1)[1]
+            self.SOURCES = {"emulator": f"{base}/{post_root}"}  # "local" is Herbie's name for files on disk
+
+    herbie.models.gfs_emulator = gfs_emulator
+    started = time.perf_counter()
+    fh = FastHerbie([CYCLE], model="gfs_emulator", product=f"pgrb2.{grid}", fxx=list(range(0, hours + 1, 3)),
+                    priority=["emulator"], save_dir=work / "herbie-data", verbose=False)
+    files = fh.download(":[UV]GRD:10 m above ground:")
+    elapsed = time.perf_counter() - started
+    if len(files) != len(fh.objects):
+        raise RuntimeError(f"Herbie fetched {len(files)} of {len(fh.objects)} files")
+    return elapsed, len(files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--hours", type=int, default=120)
+    parser.add_argument("--grid", default="0p25")
+    args = parser.parse_args()
+    logging.disable(logging.CRITICAL)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    hours = list(range(0, args.hours + 1, 3))
+    with tempfile.TemporaryDirectory(prefix="bench-gfs-") as tmp_name:
+        tmp = Path(tmp_name)
+        t0 = time.perf_counter()
+        wanted = write_cycle(tmp / "tree", hours, args.grid)
+        print(f"wrote {len(hours)} files ({args.grid}, ccsds) in {time.perf_counter() - t0:.1f} s; "
+              f"wanted messages: {wanted} bytes ({wanted / 2**20:.1f} MiB)")
+        results: dict[str, list[tuple[float, int, int]]] = {"herbie": [], "earthkeep": []}
+        with file_server(tmp / "tree") as base:
+            for r in range(args.rounds):
+                for name, fn in (("herbie", run_herbie), ("earthkeep", run_earthkeep)):
+                    counters(base, reset=True)
+                    elapsed, files = fn(base, tmp / f"{name}-{r}", args.hours, args.grid)
+                    sent = counters(base)["body_bytes"]
+                    results[name].append((elapsed, files, sent))
+                    print(f"round {r + 1} {name:9s} {elapsed:6.2f} s  {files} files  {sent} bytes from the server")
+    report(results, wanted)
+
+
+def report(results: dict[str, list[tuple[float, int, int]]], wanted: int) -> None:
+    best = {name: min(runs) for name, runs in results.items()}
+    print()
+    print("| | wall time (best) | files | bytes sent by the server | vs wanted messages |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, (elapsed, files, sent) in best.items():
+        print(f"| {name} | {elapsed:.2f} s | {files} | {sent} | {100 * (sent - wanted) / wanted:+.2f} % |")
+    ratio = best["earthkeep"][0] / best["herbie"][0]
+    print(f"\nearthkeep / Herbie wall time: {ratio:.2f}x (goal <= 0.5x)")
+
+
+if __name__ == "__main__":
+    main()

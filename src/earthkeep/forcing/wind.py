@@ -1,0 +1,205 @@
+"""Collect GFS 10 m wind files: claim, plan from the inventory, fetch, decode-check, store, record.
+
+Per file, mirrors are tried in priority order: the ``.idx`` is fetched through
+the transfer engine, the wanted messages are fetched as merged byte ranges into
+a local staging store, the result is decoded with eccodes
+(:func:`earthkeep.raster.grib.check_grib`: exactly the wanted messages, on the
+expected grid, with plausible values), then copied into the real store and
+recorded (catalog item + ``aggregator_datasets`` row in one transaction).
+Nothing that failed the check reaches the store or the catalog. Files run
+concurrently (``FORCING_GFS_CONCURRENCY``); a lease per file keeps two
+collectors from fetching the same one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import structlog
+from sqlalchemy import select
+
+from earthkeep.catalog.items import AssetSpec
+from earthkeep.catalog.tables import Item
+from earthkeep.errors import EarthkeepError
+from earthkeep.forcing import claims
+from earthkeep.forcing.records import GFS_COLLECTION, ForcingFile, record_file
+from earthkeep.forcing.settings import ForcingConfig
+from earthkeep.forcing.staging import StagingDir
+from earthkeep.raster.grib import check_grib, get_grid
+from earthkeep.sources.gfs import GfsFile, RangePlan, plan_ranges
+from earthkeep.transfer.engine import TransferEngine, TransferRequest
+
+if TYPE_CHECKING:
+    from earthkeep.runtime import Services
+    from earthkeep.store.base import Store
+    from earthkeep.transfer.http import RetryPolicy
+
+log = structlog.get_logger(__name__)
+GRIB_MEDIA = "application/x-grib2"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one file: ``stored``, ``present`` (catalogued before), ``claimed`` (another
+    collector has it) or ``failed``."""
+
+    file_id: str
+    status: str
+    nbytes: int = 0
+    mirror: str | None = None
+    error: str | None = None
+
+
+def catalogued(services: Services, files: Sequence[GfsFile]) -> set[str]:
+    """Ids of ``files`` already in the catalog."""
+    ids = [f.file_id for f in files]
+    with services.sessions() as s:
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            found.update(s.scalars(select(Item.item_id).where(Item.collection == GFS_COLLECTION,
+                                                                Item.item_id.in_(ids[i:i + 500]))))
+    return found
+
+
+class WindCollector:
+    """Fetches GFS files into ``services.store`` through a transfer engine on a staging directory."""
+
+    def __init__(self, services: Services, cfg: ForcingConfig, *, retry: RetryPolicy | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.services = services
+        self.cfg = cfg
+        self.owner = uuid.uuid4().hex
+        self.retry = retry
+        self.progress = progress
+        self._store_takes_sha256 = "sha256" in inspect.signature(services.store.put_file).parameters
+
+    async def collect(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
+        """Fetch every file not yet catalogued and not leased by another collector; one outcome per file."""
+        db, ttl = self.services.engine, self.cfg.sources.claim_ttl_s
+        present = await asyncio.to_thread(catalogued, self.services, files)
+        todo = [f for f in files if f.file_id not in present]
+        held = await asyncio.to_thread(claims.claim_many, db, [f.file_id for f in todo], self.owner, ttl)
+        mine = [f for f in todo if f.file_id in held]
+        done_meanwhile = await asyncio.to_thread(catalogued, self.services, mine)  # by a collector before us
+        outcomes = {f.file_id: FileOutcome(f.file_id, "present") for f in files if f.file_id in present}
+        outcomes |= {f.file_id: FileOutcome(f.file_id, "claimed") for f in todo if f.file_id not in held}
+        outcomes |= {i: FileOutcome(i, "present") for i in done_meanwhile}
+        fetch = [f for f in mine if f.file_id not in done_meanwhile]
+        try:
+            for o in await self._fetch_all(fetch, mirrors):
+                outcomes[o.file_id] = o
+        finally:
+            errors = {f.file_id: getattr(outcomes.get(f.file_id), "error", "interrupted") for f in mine}
+            await asyncio.to_thread(claims.release_many, db, self.owner, errors)
+        return [outcomes[f.file_id] for f in files]
+
+    async def _fetch_all(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
+        gate = asyncio.Semaphore(self.cfg.sources.gfs_concurrency)
+        with tempfile.TemporaryDirectory(prefix="earthkeep-gfs-") as tmp:
+            stage = StagingDir(Path(tmp))
+            engine_store = cast("Store", stage)
+            # One request per file: a subset is a few MiB, and files already run in parallel.
+            settings = self.services.settings.transfer.model_copy(update={"segments": 1})
+            async with TransferEngine(engine_store, settings, retry=self.retry) as engine:
+
+                async def one(f: GfsFile) -> FileOutcome:
+                    async with gate:
+                        return await self._from_mirrors(engine, stage, f, mirrors)
+
+                return list(await asyncio.gather(*(one(f) for f in files)))
+
+    async def _from_mirrors(self, engine: TransferEngine, stage: StagingDir, f: GfsFile,
+                            mirrors: dict[str, str]) -> FileOutcome:
+        errors: list[str] = []
+        for name, base in mirrors.items():
+            try:
+                nbytes = await self._fetch_one(engine, stage, f, base)
+            except EarthkeepError as exc:
+                log.warning("gfs.file_failed", file=f.file_id, mirror=name, error=str(exc))
+                errors.append(f"{name}: {exc}")
+                continue
+            return FileOutcome(f.file_id, "stored", nbytes, name)
+        return FileOutcome(f.file_id, "failed", error="; ".join(errors) or "no configured mirror keeps files this old")
+
+    async def _fetch_one(self, engine: TransferEngine, stage: StagingDir, f: GfsFile, base: str) -> int:
+        tag = uuid.uuid4().hex[:12]
+        idx_key, grib_key = f"idx/{tag}.idx", f"grib/{tag}.grib2"
+        try:
+            await engine.fetch(TransferRequest(url=f.idx_url(base), key=idx_key, content_type="text/plain"))
+            idx_text = stage.path(idx_key).read_text(errors="replace")
+            plan = plan_ranges(idx_text, self.cfg.sources.gfs_patterns, where=f.idx_url(base))
+            req = TransferRequest(url=f.url(base), key=grib_key, ranges=plan.ranges, size=plan.known_size,
+                                  content_type=GRIB_MEDIA)
+            result = await engine.fetch(req, progress=self.progress)
+            await asyncio.to_thread(self._check, stage.path(grib_key), plan)
+            await self._keep(f, stage.path(grib_key), result.sha256, result.size, base, plan)
+            return result.size
+        finally:
+            for key in (idx_key, grib_key):
+                stage.path(key).unlink(missing_ok=True)
+
+    def _check(self, path: Path, plan: RangePlan) -> None:
+        expected = [(e.variable, _type_of_level(e.level), _level_value(e.level)) for e in plan.messages]
+        check_grib(path, expected, grid=get_grid(self.cfg.sources.gfs_grid))
+
+    async def _keep(self, f: GfsFile, path: Path, sha256: str | None, size: int, base: str,
+                    plan: RangePlan) -> None:
+        store = self.services.store
+        extra: dict[str, Any] = {"sha256": sha256} if sha256 and self._store_takes_sha256 else {}
+        info = await store.put_file(f.store_key, path, content_type=GRIB_MEDIA, **extra)
+        idx_info = await store.put(f.store_key + ".idx", plan.subset_idx().encode(), content_type="text/plain")
+        record = wind_record(f, self.cfg, [
+            AssetSpec("data", f.store_key, size, info.sha256 or sha256, GRIB_MEDIA, ("data",),
+                      {"source_url": f.url(base)}),
+            AssetSpec("idx", idx_info.key, idx_info.size, idx_info.sha256, "text/plain", ("metadata",)),
+        ])
+        await asyncio.to_thread(self._record, record)
+        log.info("gfs.stored", file=f.file_id, bytes=size, key=f.store_key)
+
+    def _record(self, record: ForcingFile) -> None:
+        with self.services.sessions.begin() as s:
+            record_file(s, record)
+
+
+def wind_record(f: GfsFile, cfg: ForcingConfig, assets: Sequence[AssetSpec]) -> ForcingFile:
+    """The catalog record of a GFS file; the analysis hours (f000, f003) are not forecasts."""
+    is_forecast = f.hour not in cfg.sources.analysis_hours
+    return ForcingFile(
+        collection=GFS_COLLECTION, item_id=f.file_id, data_type="wind", source="noaa_gfs",
+        forecast_date=f.cycle, valid_start=f.valid_time, valid_end=f.valid_time, is_forecast=is_forecast,
+        bbox=(-180.0, -90.0, 180.0, 90.0), assets=assets,
+        properties={"forecast_hour": f.hour, "grid": f.grid, "variables": list(cfg.sources.gfs_patterns),
+                    "role": "forecast" if is_forecast else "analysis"},
+    )
+
+
+def _type_of_level(level: str) -> str:
+    if level.endswith(" m above ground"):
+        return "heightAboveGround"
+    if level.endswith(" mb"):
+        return "isobaricInhPa"
+    return {"surface": "surface", "mean sea level": "meanSea"}.get(level, level)
+
+
+def _level_value(level: str) -> int:
+    head = level.split(" ", 1)[0]
+    try:
+        return int(float(head))
+    except ValueError:
+        return 0
+
+
+def summarise(outcomes: Sequence[FileOutcome]) -> dict[str, Any]:
+    """Counts per status, bytes stored and the failures, for the run ledger."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return {"counts": counts, "bytes": sum(o.nbytes for o in outcomes),
+            "failed": {o.file_id: o.error for o in outcomes if o.status == "failed"}}

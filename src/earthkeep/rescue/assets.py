@@ -1,0 +1,162 @@
+"""From a CKAN resource to the asset a node will fetch: kind, file name, size, media type, safety.
+
+Pure functions: no database, no network. A declared size that is not a byte
+count, negative, or larger than ``max_asset_bytes`` is kept as unknown with a
+note saying why; a URL that is not http(s), or whose host is a literal
+loopback/private/link-local address, is refused here already (host names are
+resolved and checked again when probed and when fetched).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import mimetypes
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from earthkeep.errors import InvalidInput
+from earthkeep.transfer.urls import check_url
+
+SERVICE_FORMATS = frozenset({"WMS", "WFS", "WCS", "WMTS", "ESRI REST", "ARCGIS GEOSERVICES REST API", "ARCGIS",
+                             "OGC WMS", "OGC WFS", "KMZ SERVICE", "MAPSERVER"})
+API_FORMATS = frozenset({"API", "REST", "SOAP", "OPENDAP", "ERDDAP", "JSON API", "QUERY TOOL"})
+PAGE_FORMATS = frozenset({"HTML", "HTM", "WEB PAGE", "WEBPAGE", "LANDING PAGE", "TEXT/HTML"})
+SERVICE_URL = re.compile(r"/arcgis/rest/services|[?&]service=(wms|wfs|wcs)|/(MapServer|FeatureServer|ImageServer)\b",
+                         re.I)
+FORMAT_EXTENSIONS = {"CSV": "csv", "NETCDF": "nc", "ZIP": "zip", "JSON": "json", "GEOJSON": "geojson", "XML": "xml",
+                     "PDF": "pdf", "XLSX": "xlsx", "XLS": "xls", "GEOTIFF": "tif", "TIFF": "tif", "HDF5": "h5",
+                     "KML": "kml", "TXT": "txt", "HTML": "html", "API": "json"}
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+PUBLIC_PLACEHOLDER = "1.1.1.1"  # stands in for a host name until DNS is asked (probe, fetch)
+SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    """What to record for one URL of a resource."""
+
+    url: str
+    kind: str
+    filename: str
+    format: str | None
+    media_type: str | None
+    size: int | None
+    size_source: str
+    size_note: str | None
+    sha256: str | None
+    refused: str | None  # why the URL may not be fetched
+
+    @property
+    def url_hash(self) -> str:
+        return url_hash(self.url)
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def classify(url: str, fmt: str | None, mimetype: str | None, resource_type: str | None = None) -> str:
+    """The asset kind of a resource URL: ``file``, ``api``, ``landing_page`` or ``service``."""
+    f = (fmt or "").strip().upper()
+    if f in SERVICE_FORMATS or SERVICE_URL.search(url):
+        return "service"
+    if urlsplit(url).scheme.lower() == "ftp":
+        return "service"
+    if f in API_FORMATS or "/api/" in urlsplit(url).path.lower():
+        return "api"
+    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+    if f in PAGE_FORMATS or (mimetype or "").lower().startswith("text/html") or ext in (".html", ".htm"):
+        return "landing_page"
+    if resource_type == "documentation" and ext in ("", ".html", ".htm", ".aspx", ".php"):
+        return "landing_page"
+    return "file"
+
+
+def declared_size(value: Any, max_bytes: int) -> tuple[int | None, str | None]:
+    """A usable byte count from CKAN's ``size`` field, or ``(None, why not)``."""
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, bool):
+        return None, f"declared size {value!r} is not a byte count"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int):
+        return None, f"declared size {str(value)[:60]!r} is not a byte count"
+    if value < 0:
+        return None, f"declared size {value} is negative"
+    if value > max_bytes:
+        return None, f"declared size {value} is implausible (over {max_bytes} bytes); treated as unknown"
+    return value, None
+
+
+def file_name(url: str, resource_id: str, fmt: str | None) -> str:
+    """A safe file name for the bag: ``<resource id prefix>-<last path segment>``."""
+    base = posixpath.basename(unquote(urlsplit(url).path)) if "://" in url else ""
+    base = SAFE_NAME.sub("_", base).strip("._")[:150]
+    if not base:
+        base = "resource." + FORMAT_EXTENSIONS.get((fmt or "").strip().upper(), "bin")
+    if "." not in base:
+        ext = FORMAT_EXTENSIONS.get((fmt or "").strip().upper())
+        base = f"{base}.{ext}" if ext else base
+    prefix = SAFE_NAME.sub("_", resource_id)[:8] or "r"
+    return f"{prefix}-{base}"
+
+
+def refusal(url: str, allow_private: bool) -> str | None:
+    """Why ``url`` may not be fetched, judging only what needs no DNS (scheme, literal addresses)."""
+    try:
+        check_url(url, allow_private, resolve=_literal_only)
+    except InvalidInput as exc:
+        return str(exc)
+    return None
+
+
+def _literal_only(host: str, port: int) -> list[str]:
+    """Literal addresses as themselves, ``localhost`` as loopback, other names as "public until resolved"."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    if host == "localhost" or host.endswith(".localhost"):
+        return ["127.0.0.1"]
+    return [PUBLIC_PLACEHOLDER]
+
+
+def media_type(url: str, mimetype: str | None, fmt: str | None) -> str | None:
+    if mimetype and "/" in mimetype:
+        return mimetype.strip()[:200]
+    guess, _ = mimetypes.guess_type(urlsplit(url).path)
+    if guess:
+        return guess
+    ext = FORMAT_EXTENSIONS.get((fmt or "").strip().upper())
+    return mimetypes.guess_type(f"x.{ext}")[0] if ext else None
+
+
+def plan_resource(resource: dict[str, Any], *, max_bytes: int, allow_private: bool) -> AssetPlan:
+    """The asset of one CKAN resource dict."""
+    url = str(resource.get("url") or "").strip()
+    fmt = (str(resource.get("format") or "").strip() or None)
+    mime = resource.get("mimetype") if isinstance(resource.get("mimetype"), str) else None
+    size, note = declared_size(resource.get("size"), max_bytes)
+    digest = SHA256.match(str(resource.get("hash") or "").strip())
+    kind = classify(url, fmt, mime, resource.get("resource_type"))
+    refused = "resource has no URL" if not url else refusal(url, allow_private)
+    return AssetPlan(
+        url=url, kind=kind, filename=file_name(url, str(resource.get("id") or "r"), fmt),
+        format=fmt[:100] if fmt else None, media_type=media_type(url, mime, fmt), size=size,
+        size_source="api" if size is not None else "none", size_note=note,
+        sha256=digest.group(1).lower() if digest else None, refused=refused,
+    )
+
+
+def plan_link(url: str, parent_filename: str, n: int) -> AssetPlan:
+    """The asset of a download link found on a landing page."""
+    name = file_name(url, f"{parent_filename[:8]}{n}", None)
+    return AssetPlan(url=url, kind="file", filename=name, format=None, media_type=media_type(url, None, None),
+                     size=None, size_source="none", size_note=None, sha256=None, refused=None)

@@ -1,0 +1,92 @@
+"""Listing a CKAN portal with moving metadata_modified windows, against the emulator."""
+
+from datetime import timedelta
+
+import pytest
+
+from earthkeep.errors import InvalidInput, SourceUnavailable
+from earthkeep.sources.ckan import CkanClient, Filters, Lister, parse_modified
+from earthkeep.testbed.ckan import CkanEmulator, create_ckan_app
+from earthkeep.testbed.ckan_catalog import PortalSpec, SyntheticPortal
+from earthkeep.testbed.runner import serve_app
+
+
+@pytest.fixture(scope="module")
+def portal():
+    emu = CkanEmulator(SyntheticPortal(PortalSpec(datasets=1200, organizations=8, seed=3, tie_block=260)))
+    with serve_app(create_ckan_app(emu, faults=False)) as base:
+        yield base, emu
+
+
+@pytest.fixture
+def client(portal):
+    c = CkanClient(portal[0], timeout_s=30)
+    yield c
+    c.close()
+
+
+def ids(lister):
+    return [d["id"] for page in lister.pages() for d in page]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_lists_every_dataset_once_even_with_ties_larger_than_a_page(portal, client, concurrency):
+    _base, emu = portal
+    lister = Lister(client, rows=100, concurrency=concurrency)
+    found = ids(lister)
+    assert len(found) == len(set(found)) == len(emu.portal.datasets)
+    assert set(found) == set(emu.portal.datasets)
+    assert lister.stats.invalid == 0 and lister.stats.reported == 1200
+    assert lister.stats.high_water == max(parse_modified(d["metadata_modified"]) for d in emu.portal.order)
+    assert emu.calls.get("package_search", 0) > 0
+
+
+def test_filters_and_since(portal, client):
+    _base, emu = portal
+    org = emu.portal.order[0]["organization"]["name"]
+    want = {d["id"] for d in emu.portal.order if d["organization"]["name"] == org}
+    assert set(ids(Lister(client, fq=Filters(organizations=(org,)).fq(), rows=50, concurrency=3))) == want
+    since = parse_modified(emu.portal.order[-100]["metadata_modified"])
+    recent = {d["id"] for d in emu.portal.order if parse_modified(d["metadata_modified"]) >= since}
+    got = set(ids(Lister(client, rows=30, concurrency=2, since=since)))
+    assert recent <= got and len(got) <= len(recent) + 5  # millisecond windows may add a neighbour
+    assert not ids(Lister(client, since=emu.portal.now + timedelta(days=1)))
+
+
+def test_fq_quoting():
+    assert Filters(organizations=("noaa-gov", "epa gov"), tags=("climate",)).fq() == \
+        'organization:(noaa-gov OR "epa gov") AND tags:(climate)'
+    assert Filters().fq() == ""
+    assert Filters(tags=("a",)).key() != Filters(tags=("b",)).key()
+
+
+@pytest.mark.parametrize("mode", ["html", "not_json", "no_result", "bad_count"])
+def test_malformed_answers_are_a_clear_source_error(portal, client, mode, monkeypatch):
+    base, emu = portal
+    monkeypatch.setitem(emu.malformed, "package_search", mode)
+    monkeypatch.setattr(CkanClient.call.retry, "sleep", lambda s: None)  # no backoff waits in tests
+    with pytest.raises(SourceUnavailable, match=base):
+        ids(Lister(client, rows=100, concurrency=2))
+
+
+def test_results_that_are_not_datasets_are_counted_not_kept(portal, client, monkeypatch):
+    _base, emu = portal
+    monkeypatch.setitem(emu.malformed, "package_search", "bad_results")
+    lister = Lister(client, rows=100, concurrency=2)
+    with pytest.raises(SourceUnavailable):  # the plan step sees no usable first record either
+        ids(lister)
+    lister = Lister(client, rows=100, concurrency=1)
+    good, _invalid = lister._accept(["x", {"name": "no id"}, {"id": "a", "metadata_modified": "2024-01-01T00:00:00"}])
+    assert [g["id"] for g in good] == ["a"] and lister.stats.invalid == 2
+
+
+def test_a_refused_query_is_invalid_input(client):
+    with pytest.raises(InvalidInput, match="refused"):
+        client.search("metadata_modified:[yesterday TO *]")
+
+
+def test_unreachable_portal_is_source_unavailable(monkeypatch):
+    monkeypatch.setattr(CkanClient.call.retry, "sleep", lambda s: None)
+    client = CkanClient("http://127.0.0.1:9", timeout_s=2)
+    with pytest.raises(SourceUnavailable, match="failed"):
+        client.search("")
