@@ -359,3 +359,22 @@ class _S3Probe:
 @pytest.fixture
 def s3_probe(request, tmp_path):
     return _S3Probe(request, tmp_path)
+
+
+async def test_consumed_file_is_stored_whole_and_create_only_is_kept(store, tmp_path):
+    data = os.urandom(3 * MIB + 5)
+    digest = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "verified.part"
+    src.write_bytes(data)
+    info = await store.put_file("moved/a.bin", src, sha256=digest, consume=True)
+    assert (info.size, info.sha256) == (len(data), digest)
+    assert await store.get("moved/a.bin") == data
+    assert (await store.head("moved/a.bin")).size == len(data)
+    if store.url.startswith("file://"):
+        assert not src.exists()  # renamed into place, not copied
+    other = tmp_path / "other.part"
+    other.write_bytes(b"new")
+    with pytest.raises(Conflict):
+        await store.put_file("moved/a.bin", other, consume=True, overwrite=False)
+    assert await store.get("moved/a.bin") == data
+    assert await keys(store, "moved/") == ["moved/a.bin"]

@@ -49,9 +49,16 @@ class Store(Protocol):
         ...
 
     async def put_file(
-        self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True
+        self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True,
+        sha256: str | None = None, consume: bool = False,
     ) -> ObjectInfo:
-        """Upload a local file atomically (multipart for large files)."""
+        """Upload a local file atomically (multipart for large files).
+
+        ``sha256`` is the digest the caller already verified (spares a hashing pass; a
+        mismatch raises :class:`IntegrityError`). With ``consume=True`` the caller gives
+        the file up: a local store on the same file system may rename it into place
+        instead of copying it.
+        """
         ...
 
     async def get(self, key: str) -> bytes:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from earthkeep.errors import Conflict, InvalidInput, NotFound
+from earthkeep.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from earthkeep.store.base import ObjectInfo
 from earthkeep.store.keys import safe_key, safe_prefix
 
@@ -43,9 +43,10 @@ class MemoryStore:
         return self._commit(key, raw, overwrite)
 
     async def put_file(
-        self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True
+        self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True,
+        sha256: str | None = None, consume: bool = False,
     ) -> ObjectInfo:
-        """Read the local file at ``path`` and store it under ``key``."""
+        """Read the local file at ``path`` and store it under ``key`` (``consume`` changes nothing here)."""
         key = safe_key(key)
         try:
             raw = await asyncio.to_thread(Path(path).read_bytes)
@@ -53,6 +54,8 @@ class MemoryStore:
             raise NotFound(f"put_file: local file {path} does not exist") from exc
         except OSError as exc:
             raise InvalidInput(f"put_file: cannot read {path}: {exc}") from exc
+        if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256.lower():
+            raise IntegrityError(f"put_file {key!r}: sha256 of {path} differs from the expected {sha256}")
         return self._commit(key, raw, overwrite)
 
     def _commit(self, key: str, raw: bytes, overwrite: bool) -> ObjectInfo:

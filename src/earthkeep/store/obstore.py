@@ -196,8 +196,13 @@ class ObstoreStore:
         content_type: str | None = None,
         overwrite: bool = True,
         sha256: str | None = None,
+        consume: bool = False,
     ) -> ObjectInfo:
         """Upload the file at ``path`` in chunks (multipart above :data:`PART_SIZE`).
+
+        With ``consume=True`` and a local store on the same file system the file is
+        renamed into place (atomic, no copy); ``sha256`` then must be the digest the
+        caller verified, or the file is hashed once here.
 
         The file is never loaded whole: a large file is hashed in a first pass
         (unless ``sha256`` is given) so that the digest can be recorded with the
@@ -205,6 +210,10 @@ class ObstoreStore:
         """
         key = self._key(key)
         path = Path(path)
+        if consume and self._root is not None:
+            moved = await asyncio.to_thread(self._move_into, key, path, overwrite, sha256)
+            if moved is not None:
+                return moved
         try:
             fh = path.open("rb")
             size = os.fstat(fh.fileno()).st_size
@@ -217,6 +226,29 @@ class ObstoreStore:
             if expected is None and size > PART_SIZE:
                 expected = await asyncio.to_thread(_hash_file, path)
             return await self._write(key, _read_chunks(fh), content_type, overwrite, expected)
+
+    def _move_into(self, key: str, path: Path, overwrite: bool, sha256: str | None) -> ObjectInfo | None:
+        """Rename ``path`` to the object's file; None when it is on another file system."""
+        assert self._root is not None
+        target = self._root / key
+        try:
+            st = path.stat()
+        except FileNotFoundError as exc:
+            raise NotFound(f"put_file: local file {path} does not exist") from exc
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if st.st_dev != target.parent.stat().st_dev:
+            return None
+        digest = sha256.lower() if sha256 else _hash_file(path)
+        _set_xattr(path, digest, st.st_size)
+        if overwrite:
+            os.replace(path, target)
+        else:
+            try:
+                os.link(path, target)  # fails when the key exists: create-only, like mode="create"
+            except FileExistsError as exc:
+                raise self._exists(key) from exc
+            path.unlink()
+        return ObjectInfo(key=key, size=st.st_size, sha256=digest, last_modified=datetime.now(UTC), etag=None)
 
     async def _write(
         self, key: str, chunks: AsyncIterator[bytes], content_type: str | None, overwrite: bool, expected: str | None

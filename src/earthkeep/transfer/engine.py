@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,7 +107,6 @@ class TransferEngine:
         self._client = client if client is not None else make_client(settings)
         self._retry = retry or RetryPolicy()
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self._store_takes_sha256 = _accepts_keyword(store.put_file, "sha256")
 
     async def __aenter__(self) -> TransferEngine:
         return self
@@ -157,7 +155,7 @@ class TransferEngine:
         check_announced_size(req, total)
         partial = await PartialFile.open(self._settings.work_dir, partial_name(req), identity(req, remote))
         dl = Download(
-            partial, spans, algorithms=algorithms(req, store_takes_sha256=self._store_takes_sha256), progress=progress
+            partial, spans, algorithms=algorithms(req), progress=progress
         )
         size, digests = await self._download_or_clean_up(req, remote, dl, total, stats)
         await partial.close()
@@ -196,11 +194,9 @@ class TransferEngine:
             raise
 
     async def _hand_over(self, req: TransferRequest, partial: PartialFile, sha256: str | None) -> ObjectInfo:
-        """Store the verified file; pass its sha256 along when the store can use it (no second hash pass)."""
-        kwargs: dict[str, Any] = {"content_type": req.content_type}
-        if self._store_takes_sha256 and sha256:
-            kwargs["sha256"] = sha256
-        return await self._store.put_file(req.key, partial.path, **kwargs)
+        """Give the verified file to the store (with its sha256: no second hash pass; a local store renames it)."""
+        return await self._store.put_file(req.key, partial.path, content_type=req.content_type, sha256=sha256,
+                                          consume=True)
 
     async def _validate(self, req: TransferRequest) -> None:
         safe_key(req.key)
@@ -402,12 +398,6 @@ async def _verify(req: TransferRequest, dl: Download, total: int) -> dict[str, s
     check_received(req, total, digests)
     return digests
 
-
-def _accepts_keyword(fn: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _fatal(url: str, exc: FatalHTTPError) -> Exception:

@@ -90,16 +90,13 @@ def check_received(req: TransferRequest, total: int, digests: Mapping[str, str])
             raise IntegrityError(f"{req.url}: {name} mismatch: expected {expected}, got {digests.get(name)}")
 
 
-def algorithms(req: TransferRequest, *, store_takes_sha256: bool = False) -> list[str]:
-    """Hashes to compute while downloading: those to verify, and sha256 when the store can use it.
+def algorithms(req: TransferRequest) -> list[str]:
+    """Hashes to compute while downloading: sha256 always, md5 when it is to be verified.
 
-    A store that accepts the sha256 of the file it is handed skips its own
-    hashing pass, which would start only after the download; hashing here
-    overlaps with the download. A store that cannot take it computes the sha256
-    itself (the port promises it), so nothing is hashed twice for nothing.
+    The store takes the sha256 of the file it is handed (``put_file(sha256=...)``)
+    and skips its own hashing pass, which would start only after the download.
     """
-    names = ["sha256"] if req.sha256 or store_takes_sha256 else []
-    return [*names, "md5"] if req.md5 else names
+    return ["sha256", "md5"] if req.md5 else ["sha256"]
 
 
 def partial_name(req: TransferRequest) -> str:
