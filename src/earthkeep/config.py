@@ -56,6 +56,17 @@ class _TomlSection(PydanticBaseSettingsSource):
         return out
 
 
+def check_cron(v: str) -> str:
+    """Validator for cron settings: the expression, or ``ValueError`` saying what is wrong."""
+    from earthkeep.scheduler import parse_cron
+
+    try:
+        parse_cron(v)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from exc
+    return v
+
+
 class Section(BaseSettings):
     """Base of every settings class: env names, then TOML section, then defaults."""
 
@@ -210,13 +221,7 @@ class ForcingSettings(Section):
     @field_validator("collection_schedule", "cleanup_schedule")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from earthkeep.scheduler import parse_cron
-
-        try:
-            parse_cron(v)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from exc
-        return v
+        return check_cron(v)
 
 
 class GranuleSettings(Section):
@@ -332,7 +337,8 @@ def _describe(cls: type[Section], error: ValidationError) -> str:
     if info is not None and isinstance(info.validation_alias, AliasChoices):
         name = str(info.validation_alias.choices[0])
     got = first.get("input")
-    got_txt = "" if isinstance(got, dict) else f", got {got!r}"
+    msg_txt = str(first["msg"])
+    got_txt = "" if isinstance(got, dict) or repr(got) in msg_txt else f", got {got!r}"
     msg = first["msg"].removeprefix("Value error, ")
     return f"{name}: {msg}{got_txt}"
 

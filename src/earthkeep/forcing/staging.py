@@ -27,8 +27,8 @@ class StagingDir:
         return self.root / safe_key(key)
 
     async def put_file(self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True,
-                       sha256: str | None = None) -> ObjectInfo:
-        """Move ``path`` to ``key`` (same file system: an atomic rename)."""
+                       sha256: str | None = None, consume: bool = True) -> ObjectInfo:
+        """Move ``path`` to ``key`` (same file system: an atomic rename; the caller always gives it up)."""
         target = self.path(key)
         await asyncio.to_thread(_move, Path(path), target)
         return ObjectInfo(key=key, size=target.stat().st_size, sha256=sha256)

@@ -14,7 +14,6 @@ collectors from fetching the same one.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
@@ -78,7 +77,6 @@ class WindCollector:
         self.owner = uuid.uuid4().hex
         self.retry = retry
         self.progress = progress
-        self._store_takes_sha256 = "sha256" in inspect.signature(services.store.put_file).parameters
 
     async def collect(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
         """Fetch every file not yet catalogued and not leased by another collector; one outcome per file."""
@@ -152,8 +150,7 @@ class WindCollector:
     async def _keep(self, f: GfsFile, path: Path, sha256: str | None, size: int, base: str,
                     plan: RangePlan) -> None:
         store = self.services.store
-        extra: dict[str, Any] = {"sha256": sha256} if sha256 and self._store_takes_sha256 else {}
-        info = await store.put_file(f.store_key, path, content_type=GRIB_MEDIA, **extra)
+        info = await store.put_file(f.store_key, path, content_type=GRIB_MEDIA, sha256=sha256, consume=True)
         idx_info = await store.put(f.store_key + ".idx", plan.subset_idx().encode(), content_type="text/plain")
         record = wind_record(f, self.cfg, [
             AssetSpec("data", f.store_key, size, info.sha256 or sha256, GRIB_MEDIA, ("data",),

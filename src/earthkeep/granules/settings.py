@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from earthkeep.config import Section
+from earthkeep.config import Section, check_cron
 from earthkeep.sources.gina import GINA, PLATFORMS, SEGMENT_GROUPS
 
 
@@ -123,14 +123,7 @@ class ViirsSettings(Section):
     @field_validator("mirror_schedule", "tle_schedule", "retention_schedule")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from earthkeep.errors import InvalidInput
-        from earthkeep.scheduler import parse_cron
-
-        try:
-            parse_cron(v)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from exc
-        return v
+        return check_cron(v)
 
     def product(self, name: str) -> Product:
         for p in self.products:

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
-from earthkeep.config import Section
+from earthkeep.config import Section, check_cron
 
 
 def _env(*names: str) -> AliasChoices:
@@ -110,11 +110,4 @@ class IngestSettings(Section):
     @field_validator("retention_schedule")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from earthkeep.errors import InvalidInput
-        from earthkeep.scheduler import parse_cron
-
-        try:
-            parse_cron(v)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from exc
-        return v
+        return check_cron(v)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
-from earthkeep.config import Section
+from earthkeep.config import Section, check_cron
 
 DATA_GOV = "https://catalog.data.gov"
 Names = Annotated[list[str], NoDecode]
@@ -117,11 +117,4 @@ class RescueSettings(Section):
     @field_validator("discover_schedule", "sweep_schedule", "rank_schedule", "reap_schedule")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from earthkeep.errors import InvalidInput
-        from earthkeep.scheduler import parse_cron
-
-        try:
-            parse_cron(v)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from exc
-        return v
+        return check_cron(v)
