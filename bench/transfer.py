@@ -119,8 +119,8 @@ def file_server(root: Path) -> Iterator[str]:
 class DirStore:
     """Bench-only hand-over: move the verified file into a folder, like a downloader's output.
 
-    It takes no sha256 (so the engine hashes nothing it does not verify) and
-    records none: the smallest possible store, to measure the engine itself.
+    It records nothing: the smallest possible store, to measure the engine itself
+    (which computes the sha256 every store of earthkeep records, as it downloads).
     """
 
     def __init__(self, root: Path) -> None:
@@ -128,7 +128,8 @@ class DirStore:
         self.url = root.as_uri()
 
     async def put_file(
-        self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True
+        self, key: str, path: Path, *, content_type: str | None = None, overwrite: bool = True,
+        sha256: str | None = None, consume: bool = False,
     ) -> ObjectInfo:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,10 +157,12 @@ class TimedStore:
         content_type: str | None = None,
         overwrite: bool = True,
         sha256: str | None = None,
+        consume: bool = False,
     ) -> ObjectInfo:
         start = time.perf_counter()
         try:
-            return await self.inner.put_file(key, path, content_type=content_type, overwrite=overwrite, sha256=sha256)
+            return await self.inner.put_file(key, path, content_type=content_type, overwrite=overwrite, sha256=sha256,
+                                             consume=consume)
         finally:
             self.spent += time.perf_counter() - start
 
@@ -194,9 +197,10 @@ def engine_round(base: str, names: dict[str, str], out: Path, kind: str, segment
     return store.spent if isinstance(store, TimedStore) else 0.0
 
 
-def aria2_round(base: str, names: dict[str, str], out: Path) -> None:
+def aria2_round(base: str, names: dict[str, str], out: Path, verify: bool = False) -> None:
     listing = out / "urls.txt"
-    listing.write_text("".join(f"{base}/{n}\n" for n in names))
+    option = "  checksum=sha-256={}\n"
+    listing.write_text("".join(f"{base}/{n}\n" + (option.format(d) if verify else "") for n, d in names.items()))
     cmd = ["aria2c", "-x4", "-s4", "-j1", "-q", "--allow-overwrite=true", "-d", str(out / "aria"), "-i", str(listing)]
     subprocess.run(cmd, check=True)
 
@@ -231,7 +235,7 @@ ENGINE_RUNS = {
 }
 
 
-ALL_TOOLS = (*ENGINE_RUNS, "aria2c", "single")
+ALL_TOOLS = (*ENGINE_RUNS, "aria2c", "aria2c+sha", "single")
 
 
 def one_round(base: str, names: dict[str, str], size: int, tmp: Path, runs: dict[str, Run], segments: int) -> None:
@@ -243,8 +247,8 @@ def one_round(base: str, names: dict[str, str], size: int, tmp: Path, runs: dict
             kind, segs, verify = ENGINE_RUNS[key]
             spent = timed(run, partial(engine_round, base, names, out, kind, segs or segments, verify))
             run.store_seconds.append(spent)
-        elif key == "aria2c":
-            timed(run, partial(aria2_round, base, names, out), children=True)
+        elif key.startswith("aria2c"):
+            timed(run, partial(aria2_round, base, names, out, key == "aria2c+sha"), children=True)
         else:
             timed(run, partial(single_round, base, names, out))
         check_outputs(out, names, size)
@@ -271,6 +275,10 @@ def report(runs: dict[str, Run], total: int, args: argparse.Namespace) -> None:
         rate = runs[key].rate(total)
         versus_single = f"    {key + '/single':<24} = {rate / single:.2f}" if single else ""
         print(f"{key + '/aria2c':<24} = {rate / aria:.2f}{versus_single}")
+    if "aria2c+sha" in runs:
+        sha = runs["aria2c+sha"].rate(total)
+        for key in (k for k in ("engine>store", "engine>store+sha") if k in runs):
+            print(f"{key + '/aria2c+sha':<24} = {runs[key].rate(total) / sha:.2f}  (both compute and check sha256)")
 
 
 def main() -> None:
