@@ -36,9 +36,8 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check src tests bench
 
-bench: install-test
-	$(BIN)/python bench/jobs.py
-	$(BIN)/python bench/transfer.py
+bench: install-test   # all benchmarks, about 15 minutes; each script also runs alone
+	for b in jobs transfer gfs ingest query mirror ckan allocate zonal; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -11,10 +11,7 @@ from earthkeep.catalog.migrate import upgrade
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
     """A migrated, empty catalog: SQLite in tmp_path, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/catalog.db"
-    else:
-        url = request.getfixturevalue("pg_url")
+    url = f"sqlite:///{tmp_path}/catalog.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     engine = create_db_engine(url)
     upgrade(engine)
     engine.dispose()

@@ -6,10 +6,10 @@ tests that create tables directly).
 
 from __future__ import annotations
 
-import earthkeep.forcing.tables  # noqa: F401  (registers the domain's tables)
-import earthkeep.granules.tables  # noqa: F401
-import earthkeep.ingest.tables  # noqa: F401
-import earthkeep.nightlights.tables  # noqa: F401
+import earthkeep.forcing.tables
+import earthkeep.granules.tables
+import earthkeep.ingest.tables
+import earthkeep.nightlights.tables
 import earthkeep.rescue.tables  # noqa: F401
 from earthkeep.catalog.tables import Base
 

@@ -58,9 +58,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="API port (default 8000)")] = None,
 ) -> None:
     """Run the service: API, scheduler and workers in one process, or the roles given."""
-    from earthkeep.serve import parse_roles, run_service
-
     from earthkeep.logs import configure_logging
+    from earthkeep.serve import parse_roles, run_service
 
     s = settings()
     try:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-import earthkeep.catalog.tables  # noqa: F401  (types used below)
 from sqlalchemy.dialects import postgresql
+
+import earthkeep.catalog.tables
 
 revision: str = '0001'
 down_revision: str | None = None
