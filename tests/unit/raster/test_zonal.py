@@ -7,7 +7,15 @@ from rasterio.io import MemoryFile
 from shapely.geometry import MultiPolygon, Point, Polygon, box, mapping
 
 from earthkeep.raster.grid import Grid, snap
-from earthkeep.raster.zonal import CoverageWeights, WeightCache, coverage_weights, weighted_quantile, zonal_metrics
+from earthkeep.raster.zonal import (
+    CoverageWeights,
+    WeightCache,
+    coverage_weights,
+    stack_weights,
+    weighted_quantile,
+    zonal_metrics,
+    zonal_metrics_many,
+)
 
 GRID = Grid(west=10.0, north=5.0, res=0.01, width=300, height=200)
 SHAPES = [
@@ -75,6 +83,46 @@ def test_an_area_without_valid_cells_has_no_radiance_but_an_area():
     m = zonal_metrics(np.full(GRID.shape, np.nan, np.float32), w, threshold=0.5)
     assert m["sum_radiance"] is None and m["median_radiance"] is None and m["lit_fraction"] is None
     assert m["valid_fraction"] == 0.0 and m["area_km2"] > 0
+
+
+@pytest.mark.parametrize("kind", ["float32", "ties", "signed zeros", "float64", "uint16"])
+def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
+    values = _raster(5)
+    if kind == "ties":
+        values = np.round(values * 2) / 2
+    elif kind == "signed zeros":
+        values = values - 2.0
+        values[::3, ::2] = -0.0
+        values[1::3, ::2] = 0.0
+    elif kind == "float64":
+        values = values.astype(np.float64) * np.pi
+    elif kind == "uint16":
+        values = np.nan_to_num(values).astype(np.uint16)
+    nights = np.where(np.isnan(_raster(6)), np.nan, 3.0).astype(np.float32)
+    shapes = [*SHAPES, box(10.1, 4.0, 10.3, 4.2), box(10.0001, 4.9999, 10.0002, 4.9998)]
+    weights = coverage_weights(shapes, GRID)
+    values[GRID.height - 140 :, : 40] = np.nan if values.dtype.kind == "f" else values[0, 0]  # one area all NaN
+    got = zonal_metrics_many(values, stack_weights(weights), threshold=1.0, nights=nights)
+    for w, m in zip(weights, got, strict=True):
+        v = values.reshape(-1)[w.cells].astype(np.float64)
+        ok = np.isfinite(v)
+        c, a = w.coverage[ok], w.cell_area_km2[ok]
+        if c.size:  # exact equality: same elements summed in the same order
+            assert m["sum_radiance"] == float(np.sum(c * v[ok]))
+            assert m["median_radiance"] == weighted_quantile(v[ok], c, 0.5)
+            assert m["lit_area_km2"] == float(np.sum(c[v[ok] > 1.0] * a[v[ok] > 1.0]))
+        else:
+            assert m["sum_radiance"] is None and m["median_radiance"] is None
+        assert m["valid_area_km2"] == float(np.sum(c * a))
+        assert m == zonal_metrics(values, w, threshold=1.0, nights=nights)
+
+
+def test_weights_of_different_grids_cannot_be_stacked():
+    a = coverage_weights(SHAPES[:1], GRID)
+    b = coverage_weights(SHAPES[:1], snap((11.0, 3.9, 11.5, 4.4), 0.01))
+    with pytest.raises(ValueError, match="different grids"):
+        stack_weights(a + b)
+    assert zonal_metrics_many(_raster(), [], threshold=1.0) == []
 
 
 def test_weighted_quantile_matches_the_type_7_quantile_with_equal_weights():
