@@ -240,6 +240,7 @@ class ObstoreStore:
             return None
         digest = sha256.lower() if sha256 else _hash_file(path)
         _set_xattr(path, digest, st.st_size)
+        os.chmod(path, 0o644)  # partial files are private (0600); stored objects are readable like obstore's
         if overwrite:
             os.replace(path, target)
         else:
