@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -45,11 +46,9 @@ class Service:
         deadline = time.monotonic() + 60
         while True:
             assert self.proc.poll() is None, (tmp / "serve.log").read_text()
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 if self.http.get("/health").status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             assert time.monotonic() < deadline, "earthkeep serve did not answer /health"
             time.sleep(0.1)
 

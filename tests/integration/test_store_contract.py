@@ -153,8 +153,7 @@ async def test_missing_objects_raise_not_found(store):
     with pytest.raises(NotFound):
         await store.head("no/such")
     with pytest.raises(NotFound):
-        async for _ in store.stream("no/such"):
-            pass
+        _ = [chunk async for chunk in store.stream("no/such")]
     with pytest.raises(NotFound):
         await store.put_file("x", Path("/nonexistent/file"))
 

@@ -99,4 +99,4 @@ def test_corrupt_and_foreign_files_are_invalid_input(tmp_path):
         Granule(other)
     path, name = _granule(tmp_path / "x")
     with pytest.raises(InvalidInput, match=r"not a readable HDF5"), open_granules([(path, name), (bad, bad.name)]):
-        pass
+        pytest.fail("a set with a corrupt granule was opened")
