@@ -8,7 +8,6 @@ tell by ``uid``). Order is the outbox order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ import structlog
 from earthkeep.events.base import Event
 from earthkeep.granules.messages import to_wire
 from earthkeep.granules.outbox import mark_sent, unsent
+from earthkeep.waits import wait_event
 
 if TYPE_CHECKING:
     from earthkeep.events.base import Bus
@@ -99,6 +99,5 @@ class Announcer:
                 await self.drain()
             except Exception as exc:  # the catalog may be briefly unreachable: keep going
                 log.error("granules.announce_failed", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            await wait_event(self._wake, self.poll_s)
             self._wake.clear()

@@ -30,6 +30,7 @@ from earthkeep.ingest.models import Obs, Rejection, validate_records
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stats import ConsumerStats
 from earthkeep.ingest.writer import ObservationWriter
+from earthkeep.waits import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +89,7 @@ class ObservationConsumer:
 
     async def _back_off(self, stop: asyncio.Event) -> None:
         delay = min(self.settings.retry_max_s, 0.2 * 2 ** min(self._failures, 10))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+        await wait_event(stop, delay)
 
     async def handle(self, msgs: Sequence[Any]) -> bool:
         """Write one batch; True when it was committed and acknowledged."""

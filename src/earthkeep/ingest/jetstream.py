@@ -31,6 +31,7 @@ from earthkeep.errors import SourceUnavailable
 from earthkeep.ingest.broker import PublishResult
 from earthkeep.ingest.models import Obs
 from earthkeep.ingest.settings import IngestSettings
+from earthkeep.waits import wait_event
 
 log = structlog.get_logger(__name__)
 TRACE_HEADER = "Earthkeep-Trace-Id"
@@ -235,9 +236,7 @@ class PullFetcher:
             request = {"batch": want, "expires": int(wait * 1e9)}
             try:
                 await self.nc.publish(self._api, orjson.dumps(request), reply=self._inbox)
-                await asyncio.wait_for(self._wake.wait(), wait + 1.0)
-            except TimeoutError:
-                pass
+                await wait_event(self._wake, wait + 1.0)
             except Exception as exc:  # disconnected: the client reconnects; try again shortly
                 log.warning("ingest.pull_failed", error=repr(exc))
                 await asyncio.sleep(min(wait, 0.5))

@@ -16,6 +16,7 @@ from earthkeep.ingest.ratelimit import RateLimiter
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stations import StationDirectory
 from earthkeep.ingest.writer import ObservationWriter
+from earthkeep.waits import wait_event
 
 if TYPE_CHECKING:
     from earthkeep.runtime import Services
@@ -108,8 +109,7 @@ class IngestRuntime:
                                         after_commit=self.cache.invalidate)
                 except Exception as exc:  # NATS not reachable yet: keep trying
                     log.warning("ingest.consumers_restarting", error=str(exc), in_s=delay)
-                    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
+                    await wait_event(self._stop, delay)
                     delay = min(delay * 2, 10.0)
 
         self._consumers = asyncio.create_task(supervise())

@@ -1,0 +1,24 @@
+"""Waiting for an event with a timeout, without losing a cancellation.
+
+On Python 3.11, ``asyncio.wait_for(event.wait(), t)`` can swallow a task's
+cancellation when the event is set at the same moment (the result wins, the
+``CancelledError`` is dropped). A polling loop written with it then never stops,
+and whoever awaits the cancelled task hangs. :func:`wait_event` waits with
+``asyncio.wait``, which always lets the cancellation through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds pass; True when it was set."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()
