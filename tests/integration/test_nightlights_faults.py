@@ -60,7 +60,9 @@ async def test_store_down_when_the_job_starts_then_back(db_url, tmp_path, laads,
             stop.set()
             await task
             job = svc.queue.get(job_id)
-            assert job.status == "pending" and "StoreUnavailable" in job.error and job.attempts == 1
+            # retried with backoff (a fast worker may have tried twice before it stopped), not failed
+            assert job.status == "pending" and "StoreUnavailable" in job.error
+            assert 1 <= job.attempts < job.max_attempts
             assert client.get(f"/areas/{area}").status_code == 200
             assert client.get(f"/nightlights/jobs/{request_id}").json()["status"] == "running"
         svc.store = ObstoreStore.s3(s3_bucket, s3_server.url, s3_server.access_key, s3_server.secret_key,
