@@ -20,36 +20,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from earthkeep.testbed.runner import child_server
 
 LATENCY = {"realistic": (0.05, 0.0005, 0.05), "none": (0.0, 0.0, 0.0)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_portal(datasets: int, latency: tuple[float, float, float]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    code = ("from earthkeep.testbed.ckan import serve_ckan, Latency; "
-            f"serve_ckan(port={port}, datasets={datasets}, latency=Latency(*{latency!r}), faults=False)")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the emulated portal did not start")
+def start_portal(datasets: int, latency: tuple[float, float, float]) -> AbstractContextManager[str]:
+    """The CKAN emulator in a child process; yields its base URL."""
+    code = ("import sys; from earthkeep.testbed.ckan import serve_ckan, Latency; "
+            f"serve_ckan(port=int(sys.argv[1]), datasets={datasets}, latency=Latency(*{latency!r}), faults=False)")
+    return child_server(code, timeout_s=120)
 
 
 def peer(base: str) -> tuple[set[str], float, int]:
@@ -113,8 +99,7 @@ def main() -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     latency = LATENCY[args.latency]
-    proc, base = start_portal(args.datasets, latency)
-    try:
+    with start_portal(args.datasets, latency) as base:
         peer_ids, peer_s, peer_req = peer(base)
         ek_ids, ek_s, ek_req = earthkeep_listing(base, args.concurrency)
         print(f"portal: {args.datasets} datasets, latency per request/dataset/1000 skipped = {latency} s")
@@ -130,9 +115,6 @@ def main() -> None:
                   f"vs the offset loop's listing alone: {peer_s / disc_s:.1f}x")
         if not same:
             sys.exit(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

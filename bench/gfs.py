@@ -31,13 +31,9 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,27 +49,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def file_server(root: Path) -> Iterator[str]:
-    """The testbed file server (with its fault injector's counters) in a child process."""
-    port = free_port()
-    code = ("import sys; from pathlib import Path; from earthkeep.testbed.runner import serve; "
-            "serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), log_level='warning')")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(root), str(port)])
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the testbed file server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def counters(base: str, reset: bool = False) -> dict:
@@ -157,7 +132,9 @@ def main() -> None:
         print(f"wrote {len(hours)} files ({args.grid}, ccsds) in {time.perf_counter() - t0:.1f} s; "
               f"wanted messages: {wanted} bytes ({wanted / 2**20:.1f} MiB)")
         results: dict[str, list[tuple[float, int, int]]] = {"herbie": [], "earthkeep": []}
-        with file_server(tmp / "tree") as base:
+        from earthkeep.testbed.runner import file_server_process
+
+        with file_server_process(tmp / "tree") as base:
             for r in range(args.rounds):
                 for name, fn in (("herbie", run_herbie), ("earthkeep", run_earthkeep)):
                     counters(base, reset=True)

@@ -34,11 +34,9 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -50,6 +48,7 @@ import structlog
 from earthkeep.config import TransferSettings
 from earthkeep.store.base import ObjectInfo
 from earthkeep.store.obstore import ObstoreStore
+from earthkeep.testbed.runner import file_server_process
 from earthkeep.transfer import TransferEngine, TransferRequest
 
 MIB = 1 << 20
@@ -91,29 +90,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def file_server(root: Path) -> Iterator[str]:
-    """The testbed file server in a child process; yields its base URL."""
-    port = free_port()
-    code = (
-        "import sys; from pathlib import Path; from earthkeep.testbed.runner import serve; "
-        "serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), log_level='warning')"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(root), str(port)])
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the testbed file server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 class DirStore:
@@ -304,7 +280,7 @@ def main() -> None:
         print(f"generating {args.files} x {args.size_mib} MiB ...", flush=True)
         names = make_files(tmp / "files", args.files, size)
         os.sync()
-        with file_server(tmp / "files") as base:
+        with file_server_process(tmp / "files") as base:
             for i in range(args.repeat):
                 print(f"round {i + 1}/{args.repeat} ...", flush=True)
                 one_round(base, names, size, tmp, runs, args.segments)

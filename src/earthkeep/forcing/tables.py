@@ -15,33 +15,26 @@ file for the gap report.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from earthkeep.catalog.tables import Base, UTCDateTime
 
 UUIDText = Uuid(as_uuid=False).with_variant(String(36), "sqlite")
 
 
-class NaiveUTC(TypeDecorator[datetime]):
+class NaiveUTC(UTCDateTime):
     """``TIMESTAMP`` (no time zone) holding UTC, as the seed declared it; aware datetimes in Python."""
 
     impl = DateTime(timezone=False)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the catalog; pass a timezone-aware UTC value")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+        aware = super().process_bind_param(value, dialect)
+        return None if aware is None else aware.replace(tzinfo=None)
 
 
 class AggregatorDataset(Base):

@@ -11,6 +11,7 @@ the very connection a request came on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -102,3 +103,46 @@ def serve(
     """
     app = FaultInjector(create_file_app(directory), load_faults(faults), seed=seed)
     uvicorn.Server(_config(app, log_level, host=host, port=port)).run()
+
+
+@contextmanager
+def child_server(code: str, *args: str, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``python -c code *args PORT`` (a server binding 127.0.0.1:PORT) in a child process.
+
+    Benchmarks use it so the server does not share the measured process's CPU or GIL.
+    Yields the base URL once the port accepts connections; terminates the child after.
+    """
+    import subprocess
+    import sys
+
+    from earthkeep.testbed.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, str(port)])
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the child server ({code[:60]}...) did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+FILE_SERVER_CODE = ("import sys; from pathlib import Path; from earthkeep.testbed.runner import serve; "
+                    "serve(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), log_level='warning')")
+
+
+def file_server_process(root: Path) -> contextlib.AbstractContextManager[str]:
+    """The testbed file server over ``root`` in a child process; yields its base URL."""
+    return child_server(FILE_SERVER_CODE, str(root))
