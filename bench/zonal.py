@@ -117,8 +117,9 @@ def bench_tiles(zoom: int) -> tuple[int, float, float]:
     from earthkeep.store.obstore import ObstoreStore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tiles-"))
-    svc = Services.open(load_settings(catalog={"database_url": f"sqlite:///{tmp}/c.db"}),
-                        store=ObstoreStore.local(tmp / "store"))
+    svc = Services.open(
+        load_settings(catalog={"database_url": f"sqlite:///{tmp}/c.db"}), store=ObstoreStore.local(tmp / "store")
+    )
     svc.extras["nightlights.settings"] = NightlightsSettings(tile_max_zoom=14)
     ring = [[36.0, -2.0], [38.0, -2.0], [38.0, 0.0], [36.0, 0.0], [36.0, -2.0]]
     with svc.sessions.begin() as s:
@@ -129,9 +130,23 @@ def bench_tiles(zoom: int) -> tuple[int, float, float]:
     cog = write_cog(tmp / "c.tif", [data], grid)
     asyncio.run(svc.store.put_file("nightlights/composites/1/2023-01.tif", cog))
     with svc.sessions.begin() as s:
-        upsert_result(s, area_id=area_id, month="2023-01", source="bench", metrics={"pixels": 0, "lit_pixels": 0,
-                      "lit_area_km2": 0, "valid_area_km2": 0, "area_km2": 0, "valid_fraction": 0},
-                      threshold=0.5, composite_key="nightlights/composites/1/2023-01.tif", job_id=None)
+        upsert_result(
+            s,
+            area_id=area_id,
+            month="2023-01",
+            source="bench",
+            metrics={
+                "pixels": 0,
+                "lit_pixels": 0,
+                "lit_area_km2": 0,
+                "valid_area_km2": 0,
+                "area_km2": 0,
+                "valid_fraction": 0,
+            },
+            threshold=0.5,
+            composite_key="nightlights/composites/1/2023-01.tif",
+            job_id=None,
+        )
     tiles = list(TMS.tiles(36.0, -2.0, 38.0, 0.0, [zoom]))
 
     async def run() -> tuple[float, float]:
@@ -164,8 +179,10 @@ def main() -> None:
     base[np.random.default_rng(2).random(grid.shape) < 0.05] = np.nan
     areas = make_areas(grid, a.areas, tuple(a.radius))
     cells = sum(w.cells.size for w in coverage_weights(areas, grid))
-    print(f"{a.areas} areas ({cells / a.areas:,.0f} cells each on average) x {a.months} months "
-          f"on a {a.size} x {a.size} raster")
+    print(
+        f"{a.areas} areas ({cells / a.areas:,.0f} cells each on average) x {a.months} months "
+        f"on a {a.size} x {a.size} raster"
+    )
     ek = bench_earthkeep(grid, areas, base, a.months)
     ee = bench_exactextract(grid, areas, base, a.months)
     print(f"  earthkeep (cached weights)      {ek:8.2f} s")
@@ -174,8 +191,10 @@ def main() -> None:
         rs = bench_rasterstats(grid, areas, base, a.months)
         print(f"  rasterstats                     {rs:8.2f} s   earthkeep is {rs / ek:6.1f}x faster (goal >= 30x)")
     n, cold, warm = bench_tiles(a.zoom)
-    print(f"tiles at zoom {a.zoom} ({n} tiles, 2x2 degrees): cold {cold:.1f} tiles/s (render + store), "
-          f"cached {warm:.1f} tiles/s ({warm / cold:.1f}x)")
+    print(
+        f"tiles at zoom {a.zoom} ({n} tiles, 2x2 degrees): cold {cold:.1f} tiles/s (render + store), "
+        f"cached {warm:.1f} tiles/s ({warm / cold:.1f}x)"
+    )
 
 
 if __name__ == "__main__":

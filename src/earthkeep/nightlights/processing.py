@@ -65,8 +65,12 @@ async def process_request(services: Services, request_id: int, *, job_id: int | 
         area = s.get(Area, req.area_id)
         if area is None:
             raise NotFound(f"area {req.area_id} of request {request_id} no longer exists")
-        inputs = {i.month: i for i in s.scalars(select(Input).where(
-            Input.area_id == req.area_id, Input.source == req.source, Input.month.in_(months)))}
+        inputs = {
+            i.month: i
+            for i in s.scalars(
+                select(Input).where(Input.area_id == req.area_id, Input.source == req.source, Input.month.in_(months))
+            )
+        }
         jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(req.acquisition_job_ids or [0])))}
     stored: list[str] = []
     failed: dict[str, str] = {}
@@ -83,8 +87,10 @@ async def process_request(services: Services, request_id: int, *, job_id: int | 
         stored.append(month)
     if failed:
         detail = "; ".join(f"{m}: {why}" for m, why in failed.items())
-        raise InvalidInput(f"{len(failed)} of {len(months)} month(s) failed, nothing stored for them ({detail}); "
-                           f"stored: {', '.join(stored) or 'none'}")
+        raise InvalidInput(
+            f"{len(failed)} of {len(months)} month(s) failed, nothing stored for them ({detail}); "
+            f"stored: {', '.join(stored) or 'none'}"
+        )
     return {"request_id": request_id, "area_id": area.id, "months": stored}
 
 
@@ -97,8 +103,9 @@ def _why_missing(inp: Input | None, jobs: dict[int, Job], ids: list[int], index:
     return "no input was acquired"
 
 
-async def process_month(services: Services, area: Area, month: str, inp: Input, *,
-                        job_id: int | None) -> dict[str, Any]:
+async def process_month(
+    services: Services, area: Area, month: str, inp: Input, *, job_id: int | None
+) -> dict[str, Any]:
     """Composite, COG, weights and metrics of one area and month (idempotent)."""
     settings = nl_settings(services)
     with tempfile.TemporaryDirectory(prefix="earthkeep-nl-") as tmp:
@@ -108,28 +115,61 @@ async def process_month(services: Services, area: Area, month: str, inp: Input, 
         except InvalidInput as exc:
             await _forget_corrupt(services, inp, str(exc))
             raise
-        cog = await asyncio.to_thread(write_cog, Path(tmp) / "composite.tif", [comp.median, comp.nights],
-                                      comp.grid, descriptions=["median_radiance", "valid_nights"])
+        cog = await asyncio.to_thread(
+            write_cog,
+            Path(tmp) / "composite.tif",
+            [comp.median, comp.nights],
+            comp.grid,
+            descriptions=["median_radiance", "valid_nights"],
+        )
         key = keys.composite_key(area.id, month)
         info = await services.store.put_file(key, cog, content_type="image/tiff; application=geotiff")
     weights = await area_weights(services, area, comp.grid)
-    metrics = await asyncio.to_thread(zonal_metrics, comp.median, weights, threshold=settings.lit_threshold,
-                                      nights=comp.nights)
+    metrics = await asyncio.to_thread(
+        zonal_metrics, comp.median, weights, threshold=settings.lit_threshold, nights=comp.nights
+    )
     start, end = month_bounds(month)
     with translate_errors("nightlights"), locked(services) as s:
         lock_area(s, area.id)  # concurrent writers of one area's results take turns
-        upsert_result(s, area_id=area.id, month=month, source=inp.source, metrics=metrics,
-                      threshold=settings.lit_threshold, composite_key=key, job_id=job_id)
-        upsert_item(s, collection=COMPOSITES, item_id=f"area-{area.id}-{month}", start=start, end=end,
-                    bbox=comp.grid.bounds, properties={"area_id": area.id, "month": month, "source": inp.source},
-                    assets=[AssetSpec("composite", key, info.size, info.sha256, "image/tiff; application=geotiff",
-                                      roles=("data",))])
+        upsert_result(
+            s,
+            area_id=area.id,
+            month=month,
+            source=inp.source,
+            metrics=metrics,
+            threshold=settings.lit_threshold,
+            composite_key=key,
+            job_id=job_id,
+        )
+        upsert_item(
+            s,
+            collection=COMPOSITES,
+            item_id=f"area-{area.id}-{month}",
+            start=start,
+            end=end,
+            bbox=comp.grid.bounds,
+            properties={"area_id": area.id, "month": month, "source": inp.source},
+            assets=[
+                AssetSpec("composite", key, info.size, info.sha256, "image/tiff; application=geotiff", roles=("data",))
+            ],
+        )
         s.commit()
     await _drop_tiles(services, area.id, month)
-    await services.bus.publish(Event("nightlights.result", f"area/{area.id}",
-                                     {"area_id": area.id, "month": month, "sum_radiance": metrics["sum_radiance"]}))
-    log.info("nightlights.month_processed", area_id=area.id, month=month, source=inp.source,
-             sum_radiance=metrics["sum_radiance"], valid_fraction=round(metrics["valid_fraction"], 4))
+    await services.bus.publish(
+        Event(
+            "nightlights.result",
+            f"area/{area.id}",
+            {"area_id": area.id, "month": month, "sum_radiance": metrics["sum_radiance"]},
+        )
+    )
+    log.info(
+        "nightlights.month_processed",
+        area_id=area.id,
+        month=month,
+        source=inp.source,
+        sum_radiance=metrics["sum_radiance"],
+        valid_fraction=round(metrics["valid_fraction"], 4),
+    )
     return metrics
 
 
@@ -165,8 +205,7 @@ def _compose(geometry: BaseGeometry, paths: list[tuple[Path, str]], source: str,
         path, name = paths[0]
         median = read_onto_grid(path, grid, name=name)
         nights = np.full(grid.shape, np.nan, dtype=np.float32)
-    outside = geometry_mask([mapping(geometry)], out_shape=grid.shape, transform=grid.transform,
-                            all_touched=True)
+    outside = geometry_mask([mapping(geometry)], out_shape=grid.shape, transform=grid.transform, all_touched=True)
     median[outside] = np.nan
     nights[outside] = np.nan
     return Composite(grid, median, nights)

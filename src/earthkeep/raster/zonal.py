@@ -43,8 +43,13 @@ class CoverageWeights:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez_compressed(buf, cells=self.cells, coverage=self.coverage, cell_area_km2=self.cell_area_km2,
-                            grid=np.array(self.grid_digest))
+        np.savez_compressed(
+            buf,
+            cells=self.cells,
+            coverage=self.coverage,
+            cell_area_km2=self.cell_area_km2,
+            grid=np.array(self.grid_digest),
+        )
         return buf.getvalue()
 
     @classmethod
@@ -56,8 +61,7 @@ class CoverageWeights:
 def coverage_weights(geometries: Sequence[BaseGeometry], grid: Grid) -> list[CoverageWeights]:
     """Exact cell coverage of each geometry on ``grid`` (one exactextract pass for all)."""
     source = NumPyRasterSource(np.zeros(grid.shape, dtype=np.uint8), *grid.bounds, name="grid")
-    feats = [{"type": "Feature", "properties": {"fid": i}, "geometry": mapping(g)}
-             for i, g in enumerate(geometries)]
+    feats = [{"type": "Feature", "properties": {"fid": i}, "geometry": mapping(g)} for i, g in enumerate(geometries)]
     rows = exact_extract(source, feats, ["cell_id", "coverage"], output="geojson")
     row_area = grid.row_areas_km2()
     out = []
@@ -120,15 +124,16 @@ def stack_weights(weights: Sequence[CoverageWeights]) -> StackedWeights:
     def cat(name: str, dtype: Any) -> np.ndarray:
         return np.concatenate([getattr(w, name) for w in weights]) if weights else np.empty(0, dtype)
 
-    covered = (np.concatenate([w.coverage * w.cell_area_km2 for w in weights]) if weights
-               else np.empty(0, np.float64))
+    covered = np.concatenate([w.coverage * w.cell_area_km2 for w in weights]) if weights else np.empty(0, np.float64)
     area = _segment_sums(covered[None, :], offsets)[0]
-    return StackedWeights(cat("cells", np.int64), cat("coverage", np.float64), covered, offsets, area,
-                          digests.pop() if digests else "")
+    return StackedWeights(
+        cat("cells", np.int64), cat("coverage", np.float64), covered, offsets, area, digests.pop() if digests else ""
+    )
 
 
-def zonal_metrics(values: np.ndarray, weights: CoverageWeights, *, threshold: float,
-                  nights: np.ndarray | None = None) -> dict[str, Any]:
+def zonal_metrics(
+    values: np.ndarray, weights: CoverageWeights, *, threshold: float, nights: np.ndarray | None = None
+) -> dict[str, Any]:
     """Electrification metrics of one area on one composite (``values`` on the weights' grid).
 
     ``sum_radiance`` is the sum of lights Σ c·v, ``lit_*`` count cells with
@@ -137,8 +142,13 @@ def zonal_metrics(values: np.ndarray, weights: CoverageWeights, *, threshold: fl
     return zonal_metrics_many(values, [weights], threshold=threshold, nights=nights)[0]
 
 
-def zonal_metrics_many(values: np.ndarray, weights: Sequence[CoverageWeights] | StackedWeights, *,
-                       threshold: float, nights: np.ndarray | None = None) -> list[dict[str, Any]]:
+def zonal_metrics_many(
+    values: np.ndarray,
+    weights: Sequence[CoverageWeights] | StackedWeights,
+    *,
+    threshold: float,
+    nights: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
     """:func:`zonal_metrics` of many areas on one composite at once (vectorised over blocks of areas).
 
     The numbers are bit for bit those of one area at a time: every sum runs
@@ -156,34 +166,44 @@ def zonal_metrics_many(values: np.ndarray, weights: Sequence[CoverageWeights] | 
     while a0 < len(st):
         a1 = max(a0 + 1, int(np.searchsorted(off, off[a0] + _BLOCK_CELLS, side="right")) - 1)
         s, e = int(off[a0]), int(off[a1])
-        cols[:, a0:a1] = _block_metrics(flat, st.cells[s:e], st.coverage[s:e], st.covered_km2[s:e],
-                                        off[a0:a1 + 1] - s, threshold, flat_nights)
+        cols[:, a0:a1] = _block_metrics(
+            flat, st.cells[s:e], st.coverage[s:e], st.covered_km2[s:e], off[a0 : a1 + 1] - s, threshold, flat_nights
+        )
         a0 = a1
     valid_area, weight, total, lit_area, lit_pixels, median, ksum, knsum = cols.tolist()
     out = []
     for i, (ar, px) in enumerate(zip(st.area_km2.tolist(), np.diff(off).tolist(), strict=True)):
         w, tot, la, va = weight[i], total[i], lit_area[i], valid_area[i]
-        out.append({
-            "sum_radiance": tot if w else None,
-            "mean_radiance": tot / w if w else None,
-            "median_radiance": median[i] if w else None,
-            "lit_pixels": lit_pixels[i],
-            "lit_area_km2": la,
-            "lit_fraction": la / va if va else None,
-            "valid_area_km2": va,
-            "area_km2": ar,
-            "valid_fraction": va / ar if ar else 0.0,
-            "pixels": px,
-            "mean_valid_nights": knsum[i] / ksum[i] if nights is not None and ksum[i] > 0 else None,
-        })
+        out.append(
+            {
+                "sum_radiance": tot if w else None,
+                "mean_radiance": tot / w if w else None,
+                "median_radiance": median[i] if w else None,
+                "lit_pixels": lit_pixels[i],
+                "lit_area_km2": la,
+                "lit_fraction": la / va if va else None,
+                "valid_area_km2": va,
+                "area_km2": ar,
+                "valid_fraction": va / ar if ar else 0.0,
+                "pixels": px,
+                "mean_valid_nights": knsum[i] / ksum[i] if nights is not None and ksum[i] > 0 else None,
+            }
+        )
     return out
 
 
 _BLOCK_CELLS = 1 << 18
 
 
-def _block_metrics(flat: np.ndarray, cells: np.ndarray, coverage: np.ndarray, covered: np.ndarray,
-                   off: np.ndarray, threshold: float, flat_nights: np.ndarray | None) -> np.ndarray:
+def _block_metrics(
+    flat: np.ndarray,
+    cells: np.ndarray,
+    coverage: np.ndarray,
+    covered: np.ndarray,
+    off: np.ndarray,
+    threshold: float,
+    flat_nights: np.ndarray | None,
+) -> np.ndarray:
     """Per-area sums of a block of areas (rows: valid area, weight, Σ c·v, lit area, lit pixels, median,
     Σ c over known nights, Σ c·nights)."""
     out = np.full((8, off.size - 1), np.nan)

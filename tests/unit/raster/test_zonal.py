@@ -33,8 +33,16 @@ def _raster(seed=1):
 
 
 def _exactextract(values, geoms, ops):
-    profile = {"driver": "GTiff", "width": GRID.width, "height": GRID.height, "count": 1, "dtype": "float32",
-               "crs": "EPSG:4326", "transform": GRID.transform, "nodata": np.nan}
+    profile = {
+        "driver": "GTiff",
+        "width": GRID.width,
+        "height": GRID.height,
+        "count": 1,
+        "dtype": "float32",
+        "crs": "EPSG:4326",
+        "transform": GRID.transform,
+        "nodata": np.nan,
+    }
     with MemoryFile() as mem:
         with mem.open(**profile) as ds:
             ds.write(values, 1)
@@ -101,7 +109,7 @@ def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
     nights = np.where(np.isnan(_raster(6)), np.nan, 3.0).astype(np.float32)
     shapes = [*SHAPES, box(10.1, 4.0, 10.3, 4.2), box(10.0001, 4.9999, 10.0002, 4.9998)]
     weights = coverage_weights(shapes, GRID)
-    values[GRID.height - 140 :, : 40] = np.nan if values.dtype.kind == "f" else values[0, 0]  # one area all NaN
+    values[GRID.height - 140 :, :40] = np.nan if values.dtype.kind == "f" else values[0, 0]  # one area all NaN
     got = zonal_metrics_many(values, stack_weights(weights), threshold=1.0, nights=nights)
     for w, m in zip(weights, got, strict=True):
         v = values.reshape(-1)[w.cells].astype(np.float64)
