@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +61,13 @@ def test_collects_latest_cycle_and_history_by_ranges(db_url: str, tmp_path: Path
     grib_requests = grib_gets(injector)
     assert len(grib_requests) == len(expected)
     assert sum(r.body_bytes for r in injector.records if r.path in grib_requests) == wanted
+    # No probe before a range known from its .idx: HEAD only on inventories (finding the complete cycle),
+    # one GET per inventory and one per GRIB file.
+    assert {r.path for r in injector.records if r.method == "HEAD"} <= {
+        r.path for r in injector.records if r.path.endswith(".idx")
+    }
+    idx_gets = Counter(r.path for r in injector.records if r.method == "GET" and r.path.endswith(".idx"))
+    assert len(idx_gets) == len(expected) and set(idx_gets.values()) == {1}
     # Each stored file decodes to exactly u10/v10 on the grid; rows match their objects.
     item = items[f"gfs.{LATEST:%Y%m%d.%H}.1p00.f006"]
     path = tmp_path / "store" / item.assets[0].store_key
@@ -78,8 +86,9 @@ def test_incomplete_latest_cycle_is_not_taken(db_url: str, tmp_path: Path) -> No
     write_gfs(tmp_path / "gfs", cycles=[newer, LATEST, HISTORY[0]], complete={newer: False, LATEST: [6]})
     with gfs_server(tmp_path / "gfs") as (url, injector):
         services = open_services(db_url, tmp_path, url)
-        report = asyncio.run(collect_wind(services, config(services), now=newer + timedelta(hours=7),
-                                          history=False, retry=FAST))
+        report = asyncio.run(
+            collect_wind(services, config(services), now=newer + timedelta(hours=7), history=False, retry=FAST)
+        )
     assert report.status == "completed", report.error
     assert report.details["cycle"] == HISTORY[0].isoformat()
     assert not [p for p in grib_gets(injector) if "/06/" in p or "gfs.20240102" in p]
@@ -147,9 +156,16 @@ def test_cli_collect_reports_each_source(tmp_path: Path, monkeypatch) -> None:
     cycle = floor_cycle(datetime.now(UTC)) - timedelta(hours=6)
     write_gfs(tmp_path / "gfs", cycles=[cycle])
     with gfs_server(tmp_path / "gfs") as (url, injector):
-        env = {"DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "EARTHKEEP_STORE_DIR": str(tmp_path / "store"),
-               "EARTHKEEP_PARTIAL_DIR": str(tmp_path / "partial"), "FORECAST_HOURS": "6", "HISTORICAL_DAYS": "0",
-               "FORCING_GFS_MIRRORS": "aws", "FORCING_GFS_AWS_URL": url, "FORCING_GFS_GRID": "1p00"}
+        env = {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
+            "EARTHKEEP_STORE_DIR": str(tmp_path / "store"),
+            "EARTHKEEP_PARTIAL_DIR": str(tmp_path / "partial"),
+            "FORECAST_HOURS": "6",
+            "HISTORICAL_DAYS": "0",
+            "FORCING_GFS_MIRRORS": "aws",
+            "FORCING_GFS_AWS_URL": url,
+            "FORCING_GFS_GRID": "1p00",
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("COPERNICUS_USERNAME", raising=False)

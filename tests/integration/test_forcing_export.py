@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from earthkeep.api.app import create_app
 from earthkeep.api.routers.forcing import router
 from earthkeep.apikeys import create_key
+from earthkeep.catalog.tables import Asset, Item
 from earthkeep.cli.forcing import app as forcing_cli
 from earthkeep.cli.forcing import cleanup as cleanup_command
 from earthkeep.forcing import open_dataset
@@ -55,8 +56,13 @@ def collected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     root = tmp_path / "gfs"
     gfs.write_tree(root, [naive(HISTORY[0])], [0, 3, 6], grid="1p00", packing="ccsds", seed=1)
     with gfs_server(root) as (url, _):
-        services = open_services(f"sqlite:///{tmp_path}/catalog.db", tmp_path, url, bbox=[4, 59, 6, 61],
-                                 forcing={"copernicus_username": "u", "copernicus_password": "p"})
+        services = open_services(
+            f"sqlite:///{tmp_path}/catalog.db",
+            tmp_path,
+            url,
+            bbox=[4, 59, 6, 61],
+            forcing={"copernicus_username": "u", "copernicus_password": "p"},
+        )
         cfg = config(services)
         for now, seed in ((NOW - timedelta(hours=6), None), (NOW, 0)):
             if seed is not None:
@@ -84,13 +90,15 @@ def test_export_is_read_by_opendrift(collected, tmp_path: Path) -> None:
     services, _ = collected
     start, end = HISTORY[0], LATEST + timedelta(hours=6)
     wind = write_netcdf(open_dataset("wind", start, end, BBOX, services=services), tmp_path / "wind.nc")
-    currents = write_netcdf(open_dataset("currents", start, end, (4, 59, 6, 61), services=services),
-                            tmp_path / "currents.nc")
+    currents = write_netcdf(
+        open_dataset("currents", start, end, (4, 59, 6, 61), services=services), tmp_path / "currents.nc"
+    )
     with xr.open_dataset(currents) as ds:
         assert ds["uo"].attrs["standard_name"] == "eastward_sea_water_velocity" and ds.sizes["time"] == 3
     # OpenDrift in its own process: eccodes (loaded here) and pyproj bundle clashing PROJ libraries.
-    done = subprocess.run([sys.executable, "-c", OPENDRIFT, str(wind), str(currents)], capture_output=True,
-                          text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", OPENDRIFT, str(wind), str(currents)], capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     variables, position = done.stdout.strip().splitlines()[-2:]
     assert "'x_wind'" in variables and "'x_sea_water_velocity'" in variables
@@ -105,13 +113,22 @@ def test_api_lists_filters_serves_and_exports(collected, tmp_path: Path) -> None
     with TestClient(app) as client:
         all_rows = client.get("/forcing/datasets").json()
         wind = client.get("/forcing/datasets", params={"data_type": "wind", "is_forecast": "false"}).json()
-        window = client.get("/forcing/datasets", params={"data_type": "wind", "start": "2024-01-02T00:00:00Z",
-                                                          "end": "2024-01-02T03:00:00Z"}).json()
+        window = client.get(
+            "/forcing/datasets",
+            params={"data_type": "wind", "start": "2024-01-02T00:00:00Z", "end": "2024-01-02T03:00:00Z"},
+        ).json()
         row = window[0]
         served = client.get(row["href"])
         bad = client.get("/forcing/datasets/not-a-uuid/file")
-        export = client.get("/forcing/export", params={"start": "2024-01-01T18:00:00Z", "end": "2024-01-02T06:00:00Z",
-                                                        "bbox": "2,58,8,62", "kind": "wind"})
+        export = client.get(
+            "/forcing/export",
+            params={
+                "start": "2024-01-01T18:00:00Z",
+                "end": "2024-01-02T06:00:00Z",
+                "bbox": "2,58,8,62",
+                "kind": "wind",
+            },
+        )
         refused = client.post("/forcing/collect")
         with services.sessions.begin() as s:
             _, secret = create_key(s, "ops", ["admin"])
@@ -133,6 +150,23 @@ def test_api_lists_filters_serves_and_exports(collected, tmp_path: Path) -> None
         assert ds.sizes["time"] == 5 and ds["y_wind"].attrs["standard_name"] == "northward_wind"
 
 
+def test_generic_item_download_records_the_access_too(collected) -> None:
+    services, _ = collected
+    with services.sessions() as s:
+        row = s.scalars(select(AggregatorDataset).where(AggregatorDataset.data_type == "wind")).first()
+        other = s.scalars(select(AggregatorDataset).where(AggregatorDataset.id != row.id)).first()
+        item_id = s.scalars(
+            select(Item.item_id).join(Asset, Asset.item_pk == Item.pk).where(Asset.store_key == row.file_path)
+        ).one()
+    with TestClient(create_app(services=services)) as client:
+        served = client.get(f"/items/gfs-wind/{item_id}/assets/data")
+    assert served.status_code == 200 and served.content[:4] == b"GRIB"
+    with services.sessions() as s:
+        assert s.get(AggregatorDataset, row.id).last_accessed_at is not None
+        assert s.get(AggregatorDataset, other.id).last_accessed_at is None  # only the file served
+        assert s.scalars(select(Item).where(Item.item_id == item_id)).one().last_accessed_at is not None
+
+
 def test_cli_gaps_export_and_cleanup(collected, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     services, _ = collected
     from earthkeep.cli import common
@@ -143,8 +177,10 @@ def test_cli_gaps_export_and_cleanup(collected, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(common, "STATE", {"config": None, "settings": None})
     runner = CliRunner()
     out = tmp_path / "cli.nc"
-    exported = runner.invoke(forcing_cli, ["export", str(out), "--start", "2024-01-01T18:00", "--end",
-                                           "2024-01-02T06:00Z", "--bbox", "2,58,8,62"])
+    exported = runner.invoke(
+        forcing_cli,
+        ["export", str(out), "--start", "2024-01-01T18:00", "--end", "2024-01-02T06:00Z", "--bbox", "2,58,8,62"],
+    )
     assert exported.exit_code == 0, exported.output
     with xr.open_dataset(out) as ds:
         assert ds.sizes["time"] == 5

@@ -31,9 +31,17 @@ log = structlog.get_logger(__name__)
 GFS_SOURCE = "noaa_gfs"
 
 
-async def collect_wind(services: Services, cfg: ForcingConfig, *, now: datetime, history: bool = True,
-                       job_id: int | None = None, trace_id: str | None = None, retry: RetryPolicy | None = None,
-                       progress: Callable[[int], None] | None = None) -> RunReport:
+async def collect_wind(
+    services: Services,
+    cfg: ForcingConfig,
+    *,
+    now: datetime,
+    history: bool = True,
+    job_id: int | None = None,
+    trace_id: str | None = None,
+    retry: RetryPolicy | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunReport:
     """Find the latest complete cycle, fill the analysis series' gaps, fetch the cycle's forecast hours."""
     run_id = await asyncio.to_thread(_begin, services, job_id, trace_id)
     try:
@@ -47,26 +55,31 @@ async def collect_wind(services: Services, cfg: ForcingConfig, *, now: datetime,
     return RunReport(GFS_SOURCE, status, run_id, records, nbytes, error, details)
 
 
-async def _collect_wind(services: Services, cfg: ForcingConfig, now: datetime, history: bool,
-                        retry: RetryPolicy | None, progress: Callable[[int], None] | None) -> tuple[Any, ...]:
-    from earthkeep.transfer.engine import TransferEngine
-
+async def _collect_wind(
+    services: Services,
+    cfg: ForcingConfig,
+    now: datetime,
+    history: bool,
+    retry: RetryPolicy | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[Any, ...]:
     src = cfg.sources
     mirrors = src.mirror_urls()
-    async with TransferEngine(services.store, services.settings.transfer, retry=retry) as prober:
-        found = await latest_complete_cycle(prober, mirrors, cfg.forecast_hours, src.gfs_grid, now=now,
-                                            lookback=src.gfs_lookback_cycles)
-    if found is None:
-        raise _no_cycle(mirrors, src.gfs_lookback_cycles)
-    cycle, mirror = found
-    latest = [GfsFile(cycle, h, src.gfs_grid) for h in cfg.forecast_hours]
-    files = latest + (_history_files(cfg, now, cycle, latest) if history else [])
-    collector = WindCollector(services, cfg, retry=retry, progress=progress)
-    outcomes = []
-    for group_mirrors, group in _by_mirror_set(files, mirrors, now, mirror):
-        outcomes += await collector.collect(group, group_mirrors)
-    return _verdict(outcomes, {f.file_id for f in latest}, {"cycle": cycle.isoformat(), "mirror": mirror,
-                                                             "files": len(files)})
+    async with WindCollector(services, cfg, retry=retry, progress=progress) as collector:
+        found = await latest_complete_cycle(
+            collector.engine, mirrors, cfg.forecast_hours, src.gfs_grid, now=now, lookback=src.gfs_lookback_cycles
+        )
+        if found is None:
+            raise _no_cycle(mirrors, src.gfs_lookback_cycles)
+        cycle, mirror = found
+        latest = [GfsFile(cycle, h, src.gfs_grid) for h in cfg.forecast_hours]
+        files = latest + (_history_files(cfg, now, cycle, latest) if history else [])
+        outcomes = []
+        for group_mirrors, group in _by_mirror_set(files, mirrors, now, mirror):
+            outcomes += await collector.collect(group, group_mirrors)
+    return _verdict(
+        outcomes, {f.file_id for f in latest}, {"cycle": cycle.isoformat(), "mirror": mirror, "files": len(files)}
+    )
 
 
 def _history_files(cfg: ForcingConfig, now: datetime, cycle: datetime, latest: list[GfsFile]) -> list[GfsFile]:
@@ -86,12 +99,12 @@ def _verdict(outcomes: list[Any], latest_ids: set[str], details: dict[str, Any])
     elif failed:
         error = _failure_text(failed, len(outcomes) - len(latest_ids), "history")
     status = "failed" if latest_failed else "completed"
-    return (status, summary["counts"].get("stored", 0), summary["bytes"], len(failed), error,
-            {**details, **summary})
+    return (status, summary["counts"].get("stored", 0), summary["bytes"], len(failed), error, {**details, **summary})
 
 
-def _by_mirror_set(files: list[GfsFile], mirrors: dict[str, str], now: datetime,
-                   first: str) -> list[tuple[dict[str, str], list[GfsFile]]]:
+def _by_mirror_set(
+    files: list[GfsFile], mirrors: dict[str, str], now: datetime, first: str
+) -> list[tuple[dict[str, str], list[GfsFile]]]:
     """Group files by the mirrors that may hold them (the latest cycle's mirror first)."""
     groups: dict[tuple[str, ...], list[GfsFile]] = {}
     for f in files:
@@ -104,8 +117,10 @@ def _by_mirror_set(files: list[GfsFile], mirrors: dict[str, str], now: datetime,
 def _no_cycle(mirrors: dict[str, str], lookback: int) -> EarthkeepError:
     from earthkeep.errors import SourceUnavailable
 
-    return SourceUnavailable(f"no complete GFS cycle in the last {lookback} cycles on {', '.join(mirrors)} "
-                             "(every forecast hour's .idx must be published); older data is kept")
+    return SourceUnavailable(
+        f"no complete GFS cycle in the last {lookback} cycles on {', '.join(mirrors)} "
+        "(every forecast hour's .idx must be published); older data is kept"
+    )
 
 
 def gap_report(services: Services, cfg: ForcingConfig, *, now: datetime) -> list[Gap]:
@@ -116,9 +131,16 @@ def gap_report(services: Services, cfg: ForcingConfig, *, now: datetime) -> list
     return gaps(files, present, errors, now=now, mirrors=cfg.sources.gfs_mirrors)
 
 
-async def collect_all(services: Services, cfg: ForcingConfig, *, now: datetime, history: bool = True,
-                      job_id: int | None = None, trace_id: str | None = None,
-                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> list[RunReport]:
+async def collect_all(
+    services: Services,
+    cfg: ForcingConfig,
+    *,
+    now: datetime,
+    history: bool = True,
+    job_id: int | None = None,
+    trace_id: str | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[RunReport]:
     """GFS then Copernicus Marine, each recorded on its own; neither stops the other."""
     reports = [await collect_wind(services, cfg, now=now, history=history, job_id=job_id, trace_id=trace_id)]
     try:
@@ -134,8 +156,16 @@ def _begin(services: Services, job_id: int | None, trace_id: str | None) -> str:
         return begin_run(s, GFS_SOURCE, "wind", job_id=job_id, trace_id=trace_id)
 
 
-def _end(services: Services, run_id: str, status: str, records: int, nbytes: int, failed: int, error: str | None,
-         details: dict[str, Any]) -> None:
+def _end(
+    services: Services,
+    run_id: str,
+    status: str,
+    records: int,
+    nbytes: int,
+    failed: int,
+    error: str | None,
+    details: dict[str, Any],
+) -> None:
     with services.sessions.begin() as s:
         end_run(s, run_id, status, records=records, nbytes=nbytes, failed=failed, error=error, details=details)
 

@@ -2,23 +2,29 @@
 
 Per file, mirrors are tried in priority order: the ``.idx`` is fetched through
 the transfer engine, the wanted messages are fetched as merged byte ranges into
-a local staging store, the result is decoded with eccodes
+a local staging directory (one ``GET`` each: the ranges come from the ``.idx``,
+so the engine needs no ``HEAD`` first and checks the answer's ``Content-Range``
+instead), the result is decoded with eccodes
 (:func:`earthkeep.raster.grib.check_grib`: exactly the wanted messages, on the
-expected grid, with plausible values), then copied into the real store and
-recorded (catalog item + ``aggregator_datasets`` row in one transaction).
-Nothing that failed the check reaches the store or the catalog. Files run
-concurrently (``FORCING_GFS_CONCURRENCY``); a lease per file keeps two
-collectors from fetching the same one.
+expected grid, with plausible values), then handed to the real store (a rename
+when it is local) and recorded: catalog item + ``aggregator_datasets`` row,
+files checked at about the same time sharing one transaction
+(:class:`~earthkeep.forcing.records.BatchRecorder`). Nothing that failed the
+check reaches the store or the catalog. Files run concurrently
+(``FORCING_GFS_CONCURRENCY``) on one engine (one connection pool); a lease per
+file keeps two collectors from fetching the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -28,7 +34,7 @@ from earthkeep.catalog.items import AssetSpec
 from earthkeep.catalog.tables import Item
 from earthkeep.errors import EarthkeepError
 from earthkeep.forcing import claims
-from earthkeep.forcing.records import GFS_COLLECTION, ForcingFile, record_file
+from earthkeep.forcing.records import GFS_COLLECTION, BatchRecorder, ForcingFile
 from earthkeep.forcing.settings import ForcingConfig
 from earthkeep.forcing.staging import StagingDir
 from earthkeep.raster.grib import check_grib, get_grid
@@ -62,21 +68,59 @@ def catalogued(services: Services, files: Sequence[GfsFile]) -> set[str]:
     with services.sessions() as s:
         found: set[str] = set()
         for i in range(0, len(ids), 500):
-            found.update(s.scalars(select(Item.item_id).where(Item.collection == GFS_COLLECTION,
-                                                                Item.item_id.in_(ids[i:i + 500]))))
+            found.update(
+                s.scalars(
+                    select(Item.item_id).where(Item.collection == GFS_COLLECTION, Item.item_id.in_(ids[i : i + 500]))
+                )
+            )
     return found
 
 
 class WindCollector:
-    """Fetches GFS files into ``services.store`` through a transfer engine on a staging directory."""
+    """Fetches GFS files into ``services.store`` through a transfer engine on a staging directory.
 
-    def __init__(self, services: Services, cfg: ForcingConfig, *, retry: RetryPolicy | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+    Use as ``async with WindCollector(...) as collector:``; :attr:`engine` also
+    serves the planning probes (:func:`~earthkeep.sources.gfs.latest_complete_cycle`).
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        cfg: ForcingConfig,
+        *,
+        retry: RetryPolicy | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.services = services
         self.cfg = cfg
         self.owner = uuid.uuid4().hex
         self.retry = retry
         self.progress = progress
+        self._grid = get_grid(cfg.sources.gfs_grid)
+        self._recorder = BatchRecorder(services.sessions)
+        self._exit = contextlib.AsyncExitStack()
+        self._stage: StagingDir | None = None
+        self._engine: TransferEngine | None = None
+
+    async def __aenter__(self) -> WindCollector:
+        tmp = self._exit.enter_context(tempfile.TemporaryDirectory(prefix="earthkeep-gfs-"))
+        self._stage = StagingDir(Path(tmp))
+        # One request per file: a subset is a few MiB, and files already run in parallel.
+        settings = self.services.settings.transfer.model_copy(update={"segments": 1})
+        engine = TransferEngine(cast("Store", self._stage), settings, retry=self.retry)
+        self._engine = await self._exit.enter_async_context(engine)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._exit.aclose()
+
+    @property
+    def engine(self) -> TransferEngine:
+        if self._engine is None:
+            raise RuntimeError("use WindCollector as an async context manager")
+        return self._engine
 
     async def collect(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
         """Fetch every file not yet catalogued and not leased by another collector; one outcome per file."""
@@ -100,21 +144,17 @@ class WindCollector:
 
     async def _fetch_all(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
         gate = asyncio.Semaphore(self.cfg.sources.gfs_concurrency)
-        with tempfile.TemporaryDirectory(prefix="earthkeep-gfs-") as tmp:
-            stage = StagingDir(Path(tmp))
-            engine_store = cast("Store", stage)
-            # One request per file: a subset is a few MiB, and files already run in parallel.
-            settings = self.services.settings.transfer.model_copy(update={"segments": 1})
-            async with TransferEngine(engine_store, settings, retry=self.retry) as engine:
+        engine, stage = self.engine, cast("StagingDir", self._stage)
 
-                async def one(f: GfsFile) -> FileOutcome:
-                    async with gate:
-                        return await self._from_mirrors(engine, stage, f, mirrors)
+        async def one(f: GfsFile) -> FileOutcome:
+            async with gate:
+                return await self._from_mirrors(engine, stage, f, mirrors)
 
-                return list(await asyncio.gather(*(one(f) for f in files)))
+        return list(await asyncio.gather(*(one(f) for f in files)))
 
-    async def _from_mirrors(self, engine: TransferEngine, stage: StagingDir, f: GfsFile,
-                            mirrors: dict[str, str]) -> FileOutcome:
+    async def _from_mirrors(
+        self, engine: TransferEngine, stage: StagingDir, f: GfsFile, mirrors: dict[str, str]
+    ) -> FileOutcome:
         errors: list[str] = []
         for name, base in mirrors.items():
             try:
@@ -130,11 +170,19 @@ class WindCollector:
         tag = uuid.uuid4().hex[:12]
         idx_key, grib_key = f"idx/{tag}.idx", f"grib/{tag}.grib2"
         try:
-            await engine.fetch(TransferRequest(url=f.idx_url(base), key=idx_key, content_type="text/plain"))
+            await engine.fetch(
+                TransferRequest(url=f.idx_url(base), key=idx_key, content_type="text/plain", probe=False)
+            )
             idx_text = stage.path(idx_key).read_text(errors="replace")
             plan = plan_ranges(idx_text, self.cfg.sources.gfs_patterns, where=f.idx_url(base))
-            req = TransferRequest(url=f.url(base), key=grib_key, ranges=plan.ranges, size=plan.known_size,
-                                  content_type=GRIB_MEDIA)
+            req = TransferRequest(
+                url=f.url(base),
+                key=grib_key,
+                ranges=plan.ranges,
+                size=plan.known_size,
+                content_type=GRIB_MEDIA,
+                probe=False,
+            )
             result = await engine.fetch(req, progress=self.progress)
             await asyncio.to_thread(self._check, stage.path(grib_key), plan)
             await self._keep(f, stage.path(grib_key), result.sha256, result.size, base, plan)
@@ -145,35 +193,46 @@ class WindCollector:
 
     def _check(self, path: Path, plan: RangePlan) -> None:
         expected = [(e.variable, _type_of_level(e.level), _level_value(e.level)) for e in plan.messages]
-        check_grib(path, expected, grid=get_grid(self.cfg.sources.gfs_grid))
+        check_grib(path, expected, grid=self._grid)
 
-    async def _keep(self, f: GfsFile, path: Path, sha256: str | None, size: int, base: str,
-                    plan: RangePlan) -> None:
+    async def _keep(self, f: GfsFile, path: Path, sha256: str | None, size: int, base: str, plan: RangePlan) -> None:
         store = self.services.store
         info = await store.put_file(f.store_key, path, content_type=GRIB_MEDIA, sha256=sha256, consume=True)
         idx_info = await store.put(f.store_key + ".idx", plan.subset_idx().encode(), content_type="text/plain")
-        record = wind_record(f, self.cfg, [
-            AssetSpec("data", f.store_key, size, info.sha256 or sha256, GRIB_MEDIA, ("data",),
-                      {"source_url": f.url(base)}),
-            AssetSpec("idx", idx_info.key, idx_info.size, idx_info.sha256, "text/plain", ("metadata",)),
-        ])
-        await asyncio.to_thread(self._record, record)
+        record = wind_record(
+            f,
+            self.cfg,
+            [
+                AssetSpec(
+                    "data", f.store_key, size, info.sha256 or sha256, GRIB_MEDIA, ("data",), {"source_url": f.url(base)}
+                ),
+                AssetSpec("idx", idx_info.key, idx_info.size, idx_info.sha256, "text/plain", ("metadata",)),
+            ],
+        )
+        await self._recorder.record(record)
         log.info("gfs.stored", file=f.file_id, bytes=size, key=f.store_key)
-
-    def _record(self, record: ForcingFile) -> None:
-        with self.services.sessions.begin() as s:
-            record_file(s, record)
 
 
 def wind_record(f: GfsFile, cfg: ForcingConfig, assets: Sequence[AssetSpec]) -> ForcingFile:
     """The catalog record of a GFS file; the analysis hours (f000, f003) are not forecasts."""
     is_forecast = f.hour not in cfg.sources.analysis_hours
     return ForcingFile(
-        collection=GFS_COLLECTION, item_id=f.file_id, data_type="wind", source="noaa_gfs",
-        forecast_date=f.cycle, valid_start=f.valid_time, valid_end=f.valid_time, is_forecast=is_forecast,
-        bbox=(-180.0, -90.0, 180.0, 90.0), assets=assets,
-        properties={"forecast_hour": f.hour, "grid": f.grid, "variables": list(cfg.sources.gfs_patterns),
-                    "role": "forecast" if is_forecast else "analysis"},
+        collection=GFS_COLLECTION,
+        item_id=f.file_id,
+        data_type="wind",
+        source="noaa_gfs",
+        forecast_date=f.cycle,
+        valid_start=f.valid_time,
+        valid_end=f.valid_time,
+        is_forecast=is_forecast,
+        bbox=(-180.0, -90.0, 180.0, 90.0),
+        assets=assets,
+        properties={
+            "forecast_hour": f.hour,
+            "grid": f.grid,
+            "variables": list(cfg.sources.gfs_patterns),
+            "role": "forecast" if is_forecast else "analysis",
+        },
     )
 
 
@@ -198,5 +257,8 @@ def summarise(outcomes: Sequence[FileOutcome]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    return {"counts": counts, "bytes": sum(o.nbytes for o in outcomes),
-            "failed": {o.file_id: o.error for o in outcomes if o.status == "failed"}}
+    return {
+        "counts": counts,
+        "bytes": sum(o.nbytes for o in outcomes),
+        "failed": {o.file_id: o.error for o in outcomes if o.status == "failed"},
+    }

@@ -74,28 +74,33 @@ class Download:
         """Write the body of ``response`` (remote bytes from ``fetch.start`` on); return its length.
 
         Up to :data:`WRITES_IN_FLIGHT` writes run in threads while the next bytes
-        are read. Bytes past ``fetch.end`` are ignored; a body shorter than asked
+        are read. A body announced with exactly the asked length is read to its
+        end, so that the connection goes back to the pool; otherwise reading stops
+        at ``fetch.end`` (bytes past it are ignored) and the connection is
+        dropped. A body shorter than asked
         raises :class:`RetryableError` after what did arrive is written (a retry
         resumes there).
         """
         writes = _Writes(self, fetch.spans)
         pos = fetch.start
         limit = None if fetch.end is None else fetch.end + 1
+        reusable = limit is not None and response.headers.get("content-length", "").strip() == str(limit - pos)
         pending: list[bytes] = []
         size = 0
         try:
             async with contextlib.aclosing(response.aiter_raw()) as body:  # type: ignore[type-var]
                 async for chunk in body:
-                    if limit is not None and pos + size + len(chunk) > limit:
-                        chunk = chunk[: max(0, limit - pos - size)]
+                    overrun = limit is not None and pos + size + len(chunk) > limit
+                    if overrun:
+                        chunk = chunk[: max(0, limit - pos - size)]  # type: ignore[operator]
                     self.received += len(chunk)
                     pending.append(chunk)
                     size += len(chunk)
                     if size >= WRITE_SIZE:
                         await writes.start(pos, pending)
                         pos, pending, size = pos + size, [], 0
-                    if limit is not None and pos + size >= limit:
-                        break
+                    if limit is not None and pos + size >= limit and (overrun or not reusable):
+                        break  # all asked-for bytes are here; the rest of the body is not worth waiting for
         finally:
             if size:  # also after an error: keep what arrived for the retry
                 await writes.start(pos, pending)

@@ -4,7 +4,10 @@ One :meth:`TransferEngine.fetch` call turns a :class:`TransferRequest` into one
 stored object:
 
 1. **probe** the remote (``HEAD``, else a ``Range: bytes=0-0`` GET) for its size,
-   byte-range support, ETag and Last-Modified;
+   byte-range support, ETag and Last-Modified; a request with ``probe=False``
+   skips this when nothing depends on it (closed ranges known to lie inside the
+   file, or a whole file fetched without resume), and the first answer tells
+   instead (see :func:`_learn_from`);
 2. **plan** what is missing from the partial file under ``settings.work_dir``
    (nothing on a fresh start, less after an interruption) as range requests of
    1-32 MiB, shared by ``settings.segments`` workers; a server without ranges or
@@ -83,6 +86,8 @@ PROGRESS_RESETS_RETRIES = 1 << 20
 class _Stats:
     attempts: int = 0
     retries: int = 0
+    probed: bool = True
+    answer_headers: Mapping[str, str] | None = None  # of the first usable answer, when there was no probe
 
 
 class TransferEngine:
@@ -149,16 +154,14 @@ class TransferEngine:
         await self._validate(req)
         started = time.monotonic()
         stats = _Stats()
-        remote = await self._probe(req.url, dict(req.headers), stats, untrusted=req.untrusted)
+        remote = await self._remote(req, stats)
         spans = spans_for(req, remote)
         total = None if spans[0].length is None else sum(s.length or 0 for s in spans)
         check_announced_size(req, total)
         partial = await PartialFile.open(self._settings.work_dir, partial_name(req), identity(req, remote))
-        dl = Download(
-            partial, spans, algorithms=algorithms(req), progress=progress
-        )
+        dl = Download(partial, spans, algorithms=algorithms(req), progress=progress)
         size, digests = await self._download_or_clean_up(req, remote, dl, total, stats)
-        await partial.close()
+        await partial.close(save=False)  # complete: the sidecar is written only if the hand-over fails
         stored = await self._hand_over(req, partial, digests.get("sha256"))
         await partial.remove()
         result = TransferResult(
@@ -167,7 +170,7 @@ class TransferEngine:
             sha256=digests.get("sha256") or stored.sha256,
             md5=digests.get("md5"),
             url=req.url,
-            headers=remote.headers,
+            headers=remote.headers if stats.answer_headers is None else stats.answer_headers,
             attempts=stats.attempts,
             elapsed=time.monotonic() - started,
             fetched=dl.received,
@@ -193,10 +196,32 @@ class TransferEngine:
             await dl.partial.aclose_on_error(exc)
             raise
 
+    async def _remote(self, req: TransferRequest, stats: _Stats) -> RemoteInfo:
+        """What the server says about ``req.url``; without a probe when the request allows and needs none.
+
+        An unprobed remote has an unknown size and, for a ranges request, range
+        support; the first answer fills in the rest (:func:`_learn_from`). A
+        partial file left by an earlier run is always checked against a probe.
+        """
+        ranges = req.ranges or ()
+        closed = all(end is not None for _, end in ranges)
+        if req.probe or not closed or PartialFile.exists(self._settings.work_dir, partial_name(req)):
+            return await self._probe(req.url, dict(req.headers), stats, untrusted=req.untrusted)
+        stats.probed = False
+        return RemoteInfo(url=req.url, size=None, ranges=bool(ranges))
+
     async def _hand_over(self, req: TransferRequest, partial: PartialFile, sha256: str | None) -> ObjectInfo:
-        """Give the verified file to the store (with its sha256: no second hash pass; a local store renames it)."""
-        return await self._store.put_file(req.key, partial.path, content_type=req.content_type, sha256=sha256,
-                                          consume=True)
+        """Give the verified file to the store (with its sha256: no second hash pass; a local store renames it).
+
+        When the store refuses it, the sidecar is saved so that a later run finds the complete file.
+        """
+        try:
+            return await self._store.put_file(
+                req.key, partial.path, content_type=req.content_type, sha256=sha256, consume=True
+            )
+        except BaseException:
+            partial.save()
+            raise
 
     async def _validate(self, req: TransferRequest) -> None:
         safe_key(req.key)
@@ -261,6 +286,8 @@ class TransferEngine:
     async def _fetch_once(self, req: TransferRequest, dl: Download, fetch: Fetch, stats: _Stats) -> None:
         headers = {**req.headers, "range": format_range([fetch.byte_range()])}
         async with self._open("GET", req.url, headers, stats, untrusted=req.untrusted) as response:
+            if not stats.probed and stats.answer_headers is None:
+                _learn_from(response, req, dl, stats)
             check_status(response, req.url)
             _expect_partial(response, req.url, fetch, dl)
             await dl.consume(response, fetch)
@@ -290,6 +317,8 @@ class TransferEngine:
                 _expect_partial(response, req.url, fetch, dl)
             elif response.status_code != 200:
                 raise RetryableError(f"{req.url}: answered {response.status_code} to a plain GET")
+            if not stats.probed and stats.answer_headers is None:
+                stats.answer_headers = dict(response.headers)
             await dl.consume(response, fetch)
 
     async def _after_failure(self, url: str, exc: BaseException, failures: int, stats: _Stats) -> None:
@@ -327,6 +356,8 @@ class TransferEngine:
             response = await self._send(method, url, headers, untrusted)
             try:
                 yield response
+                if method == "HEAD":  # read the empty body: only then does the connection go back to the pool
+                    await response.aread()
             finally:
                 await response.aclose()
 
@@ -370,6 +401,44 @@ async def _all_or_nothing(coros: Sequence[Any]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _learn_from(response: httpx.Response, req: TransferRequest, dl: Download, stats: _Stats) -> None:
+    """The first answer to an unprobed ranges request tells what a probe would have.
+
+    A ``416`` or a ``Content-Range`` total that some range ends past means the
+    ranges do not fit the file (:class:`IntegrityError`: wrong inventory or
+    changed remote); a ``200`` means the server ignores ranges (definitive, as
+    when a probe says so). Otherwise the remote's size, ETag and Last-Modified
+    become the partial file's identity, which later answers must match.
+    """
+    status = response.status_code
+    if status == 416:
+        raise IntegrityError(
+            f"{req.url}: the server has no bytes at {format_range(list(req.ranges or ()))} "
+            f"(416, Content-Range {response.headers.get('content-range', '?')}); "
+            "the ranges do not match the file"
+        )
+    if status == 200:
+        raise FatalHTTPError(f"{req.url}: the server does not answer byte-range requests; cannot fetch ranges")
+    if status != 206:
+        return  # check_status decides: retry or give up
+    try:
+        total = parse_content_range(response.headers.get("content-range", "")).total
+    except InvalidInput as exc:
+        raise RetryableError(f"{req.url}: {exc}") from exc
+    if total is None:
+        return
+    past = [r for r in req.ranges or () if r[1] is not None and r[1] >= total]
+    if past:
+        raise IntegrityError(
+            f"{req.url}: the remote has {total} bytes but range {past[0]} ends past them; "
+            "the ranges do not match the file"
+        )
+    dl.partial.identity.update(
+        remote_size=total, etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified")
+    )
+    stats.answer_headers = dict(response.headers)
+
+
 def _expect_partial(response: httpx.Response, url: str, fetch: Fetch, dl: Download) -> None:
     """A range request must get a 206 whose Content-Range starts where asked."""
     if response.status_code != 206:
@@ -397,7 +466,6 @@ async def _verify(req: TransferRequest, dl: Download, total: int) -> dict[str, s
     digests = await dl.digests(total)
     check_received(req, total, digests)
     return digests
-
 
 
 def _fatal(url: str, exc: FatalHTTPError) -> Exception:

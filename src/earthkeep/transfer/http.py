@@ -7,8 +7,10 @@ retry, how long to wait) can be read and tested on its own.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 import ssl
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -152,12 +154,25 @@ class _LargeReadBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def remember_missing_sniffio() -> None:
+    """Make ``import sniffio`` fail at once when sniffio is not installed.
+
+    httpcore imports it (optionally) each time it creates a lock, i.e. a few times
+    per request; a failed import is not cached by Python and searches every
+    ``sys.path`` entry again. ``sys.modules[name] = None`` is Python's own way to
+    say "not importable". Nothing changes when sniffio is installed.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
 def make_client(settings: TransferSettings) -> httpx.AsyncClient:
     """The engine's own client: connection limits from ``settings``, large socket reads.
 
     Redirects are followed by the engine itself (so each hop can be checked), and
     ``Accept-Encoding: identity`` keeps byte offsets meaningful.
     """
+    remember_missing_sniffio()
     limits = httpx.Limits(
         max_connections=max(64, settings.per_host * 8),
         max_keepalive_connections=max(16, settings.per_host * 2),

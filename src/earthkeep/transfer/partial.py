@@ -55,6 +55,12 @@ class PartialFile:
         self._fd: int | None = fd
         self._pending: set[asyncio.Future[Any]] = set()
 
+    @staticmethod
+    def exists(work_dir: Path, name: str) -> bool:
+        """True when an earlier run left ``work_dir/name.part`` (or its sidecar)."""
+        path = work_dir / f"{name}.part"
+        return path.exists() or path.with_name(path.name + ".json").exists()
+
     @classmethod
     async def open(cls, work_dir: Path, name: str, identity: Mapping[str, Any]) -> PartialFile:
         """Open (or create) ``work_dir/name.part``; keep its coverage only if ``identity`` matches."""

@@ -28,6 +28,14 @@ class TransferRequest:
     and ``md5`` describe the stored object (after ranges) and are verified when
     given. ``untrusted=True`` marks a user-supplied URL: it and every redirect are
     checked with :func:`earthkeep.transfer.urls.check_url`.
+
+    ``probe=False`` lets the engine skip its ``HEAD`` when nothing depends on
+    it: for ``ranges`` that are all closed and known to lie inside the file
+    (taken from its inventory), the first ``206`` tells the size, and a range
+    that does not fit raises :class:`~earthkeep.errors.IntegrityError`; a whole
+    file is fetched with one ``GET`` and restarted from its first byte after a
+    failure. An open-ended range, or a partial file left by an earlier run,
+    still gets its probe.
     """
 
     url: str
@@ -40,6 +48,7 @@ class TransferRequest:
     content_type: str | None = None
     untrusted: bool = False
     merge_gap: int = 0
+    probe: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep
 from earthkeep.api.schemas import ItemOut, ItemPageOut
 from earthkeep.catalog.items import ItemQuery, get_item, search_items, touch
 from earthkeep.errors import InvalidInput, NotFound
+from earthkeep.forcing.records import touch_served
 
 router = APIRouter(tags=["items"])
 
@@ -36,7 +37,8 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
 
 @router.get("/items", response_model=ItemPageOut)
 def list_items(
-    session: SessionDep, _: ReadDep,
+    session: SessionDep,
+    _: ReadDep,
     collection: str | None = None,
     start: Annotated[datetime | None, Query(description="items valid at or after (ISO 8601, with zone)")] = None,
     end: Annotated[datetime | None, Query(description="items valid at or before")] = None,
@@ -66,11 +68,13 @@ async def download_asset(
         if asset is None:
             raise NotFound(f"item {item_id!r} has no asset {name!r}")
         touch(s, item)
+        touch_served(s, collection, asset.store_key)
         key, media, sha = asset.store_key, asset.media_type, asset.sha256
     info = await services.store.head(key)
     filename = key.rsplit("/", 1)[-1]
     headers = {"Content-Length": str(info.size), "Content-Disposition": f'attachment; filename="{filename}"'}
     if sha:
         headers["X-Checksum-Sha256"] = sha
-    return StreamingResponse(services.store.stream(key), media_type=media or "application/octet-stream",
-                             headers=headers)
+    return StreamingResponse(
+        services.store.stream(key), media_type=media or "application/octet-stream", headers=headers
+    )
