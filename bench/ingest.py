@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ def _ingest_settings(cfg: dict[str, Any]) -> Any:
 
     return IngestSettings(broker=cfg["broker"], nats_url=cfg["nats_url"], stream=cfg["stream"],
                           subject_prefix=cfg["subject"], durable=cfg["durable"], api_consumers=0, rate_limit=0,
-                          max_batch=100_000, max_body_bytes=64 << 20, fetch_batch=cfg.get("fetch_batch", 2000),
+                          max_batch=100_000, max_body_bytes=64 << 20, fetch_batch=cfg["fetch_batch"],
                           max_ack_pending=50_000, stats_every_s=5, message_mode=cfg.get("mode", "record"))
 
 
@@ -84,6 +85,7 @@ def child_consume(cfg: dict[str, Any]) -> None:
     from earthkeep.catalog.db import create_db_engine
     from earthkeep.ingest.consumer import run_consumers
     from earthkeep.logs import configure_logging
+    from earthkeep.waits import run
 
     configure_logging("WARNING")
     engine = create_db_engine(cfg["db"])
@@ -91,9 +93,9 @@ def child_consume(cfg: dict[str, Any]) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await run_consumers(engine, _ingest_settings(cfg), stop)
+        await run_consumers(engine, _ingest_settings(cfg), stop, count=cfg.get("consumers", 1))
 
-    asyncio.run(main())
+    run(main())  # as `earthkeep weather consume` runs it
 
 
 def child_baseline(cfg: dict[str, Any]) -> None:
@@ -189,6 +191,27 @@ def rows(url: str) -> int:
         return int(conn.execute("SELECT count(*) FROM ingest_observations").fetchone()[0])
 
 
+class Progress:
+    """How many rows arrived, asked cheaply over one connection (the pipeline shares the cores with it).
+
+    earthkeep keeps the hourly rollup in the same transaction as the rows, so the
+    sum of its counts is the row count; the baseline keeps no rollup and is counted.
+    """
+
+    def __init__(self, url: str, *, rollup: bool) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+        self.sql = ("SELECT coalesce(sum(n), 0) FROM ingest_hourly" if rollup
+                    else "SELECT count(*) FROM ingest_observations")
+
+    def rows(self) -> int:
+        return int(self.conn.execute(self.sql).fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def stored(url: str) -> set[str]:
     import psycopg
 
@@ -262,6 +285,43 @@ async def post_all(port: int, payloads: list[bytes], clients: int) -> dict[str, 
 
 
 KEY: dict[str, str] = {}
+CONSUMERS = 1
+FETCH_BATCH = 5000
+
+
+def _cpu_of(pid: int | None, *, children: bool = True) -> float:
+    """CPU seconds (user + system) used so far by ``pid``, its live children and the children it reaped."""
+    import psutil
+
+    if pid is None:
+        return 0.0
+    try:
+        proc = psutil.Process(pid)
+        t = proc.cpu_times()
+        if not children:
+            return t.user + t.system
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds per role over one measurement: where a record's cost goes, whatever else the machine runs."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.start = {role: self._cpu(role) for role in pids}
+
+    def _cpu(self, role: str) -> float:  # the bench process itself only: its children have their own roles
+        return _cpu_of(self.pids[role], children=role != "clients")
+
+    def used(self) -> dict[str, float]:
+        return {role: self._cpu(role) - self.start[role] for role in self.pids}
 
 
 def pipeline(pg: PostgresServer, nats: NatsServer, name: str, consumer: str | None, n: int, seed: int,
@@ -279,29 +339,38 @@ def pipeline(pg: PostgresServer, nats: NatsServer, name: str, consumer: str | No
         s.commit()
     cfg = {"db": url, "tmp": tmp, "port": free_port(), "nats_url": nats.url, "stream": f"BENCH_{name}",
            "subject": f"bench.{name}", "durable": f"bench_{name}", "broker": "embedded" if consumer is None else "nats",
-           "mode": mode}
+           "mode": mode, "consumers": CONSUMERS, "fetch_batch": FETCH_BATCH}
     payloads = bodies(records, 1000)
     procs = [_spawn("serve", cfg)]
     if consumer:
         procs.append(_spawn(consumer, cfg))
     try:
         wait_until(lambda: port_open(cfg["port"]), timeout=60, what="collector")
+        time.sleep(1.0)  # let the children finish starting (their start-up CPU is not the pipeline's)
+        roles = {"collector": procs[0].pid, "consumer": procs[1].pid if consumer else None,
+                 "nats-server": nats.pid if consumer else None, "postgres": pg._postmaster_pid(),
+                 "clients": os.getpid()}
+        meter = CpuMeter(roles)
         started = time.perf_counter()
         totals = asyncio.run(post_all(cfg["port"], payloads, clients))
         accepted_s = time.perf_counter() - started
         deadline = time.monotonic() + 600
-        while rows(url) < len(expected):
+        progress = Progress(url, rollup=consumer != "baseline")
+        while progress.rows() < len(expected):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"{name}: only {rows(url)} of {len(expected)} rows arrived")
             time.sleep(0.05)
         done_s = time.perf_counter() - started
+        progress.close()
+        cpu = meter.used()
     finally:
         for p in procs:
             _stop(p)
     exact = stored(url) == expected
     return {"sent": len(records), "distinct": len(expected), "accepted": totals["accepted"],
             "rejected": totals["rejected"], "retries": totals["retries"], "accepted_s": accepted_s,
-            "seconds": done_s, "rate": len(records) / done_s, "exact": exact}
+            "seconds": done_s, "rate": len(records) / done_s, "exact": exact,
+            "cpu_us": {role: 1e6 * sec / len(records) for role, sec in cpu.items() if sec > 0}}
 
 
 def main() -> None:
@@ -309,8 +378,14 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--baseline-records", type=int, default=20_000)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--consumers", type=int, default=1, help="consumers in the consumer process (one connection)")
+    ap.add_argument("--fetch-batch", type=int, default=5000, help="records a consumer pulls at a time")
+    ap.add_argument("--only", choices=["record", "batch", "embedded"], action="append",
+                    help="run only these earthkeep pipelines (and the baseline); repeatable")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CONSUMERS, FETCH_BATCH
+    CONSUMERS, FETCH_BATCH = args.consumers, args.fetch_batch
     if args.child:
         {"serve": child_serve, "consume": child_consume, "baseline": child_baseline}[args.child[0]](
             json.loads(args.child[1]))
@@ -326,25 +401,41 @@ def main() -> None:
         print(f"ceiling  raw COPY                          {ceil['rate']:>9,.0f} rows/s")
         wr = writer_rate(pg, records, stations)
         print(f"writer   COPY+ON CONFLICT+rollup (2k)      {wr['rate']:>9,.0f} rows/s")
-        ours = pipeline(pg, nats, "ours", "consume", args.records, 2, args.clients, tmp)
-        _report("earthkeep NATS, 1 msg/record (default)", ours)
-        batch = pipeline(pg, nats, "batch", "consume", args.records, 5, args.clients, tmp, mode="batch")
-        _report("earthkeep NATS, 1 msg/1000 records", batch)
-        base = pipeline(pg, nats, "base", "baseline", args.baseline_records, 3, args.clients, tmp)
+        wanted = args.only or ["batch", "record", "embedded"]
+        results: dict[str, dict[str, Any]] = {}
+        for seed, (mode, label) in enumerate(PIPELINES.items(), start=2):
+            if mode not in wanted:
+                continue
+            consumer = None if mode == "embedded" else "consume"
+            results[mode] = pipeline(pg, nats, mode, consumer, args.records, seed, args.clients, tmp,
+                                     mode="batch" if mode == "embedded" else mode)
+            _report(label, results[mode])
+        base = pipeline(pg, nats, "base", "baseline", args.baseline_records, 9, args.clients, tmp)
         _report("baseline  NATS, 1 INSERT+commit/message", base)
-        emb = pipeline(pg, nats, "embedded", None, args.records, 4, args.clients, tmp)
-        _report("earthkeep embedded write-through", emb)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares them)")
-    for label, r in (("NATS 1 msg/record", ours), ("NATS 1 msg/1000 records", batch), ("embedded", emb)):
+    for mode, r in results.items():
         ratio, share = r["rate"] / base["rate"], r["rate"] / ceil["rate"]
-        print(f"{label:<24} / baseline {ratio:>5.1f}x   / COPY ceiling {share:.2f}"
+        print(f"{PIPELINES[mode]:<42} / baseline {ratio:>5.1f}x   / COPY ceiling {share:.2f}"
               f"   50,000 obs/s goal: {'met' if r['rate'] >= 50_000 else 'NOT met'}")
+
+
+PIPELINES = {
+    "batch": "earthkeep NATS, 1 msg/1000 records (default)",
+    "record": "earthkeep NATS, 1 msg/record",
+    "embedded": "earthkeep embedded write-through",
+}
 
 
 def _report(label: str, r: dict[str, Any]) -> None:
     print(f"{label:<42} {r['rate']:>9,.0f} obs/s  ({r['sent']} sent, {r['distinct']} distinct stored "
           f"{'exactly' if r['exact'] else 'WRONG'}, collector done in {r['accepted_s']:.1f} s, "
           f"all stored in {r['seconds']:.1f} s, {r['retries']} retried requests)")
+    cpu = r["cpu_us"]
+    total = sum(cpu.values())
+    parts = ", ".join(f"{role} {us:.1f}" for role, us in cpu.items())
+    cores = os.cpu_count() or 1
+    print(f"{'':<42} CPU per record: {total:.1f} us ({parts}); "
+          f"CPU-bound rate on {cores} idle cores ~{cores / total * 1e6:,.0f} obs/s")
 
 
 if __name__ == "__main__":

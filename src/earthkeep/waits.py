@@ -10,6 +10,10 @@ and whoever awaits the cancelled task hangs. :func:`wait_event` waits with
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
@@ -22,3 +26,17 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     finally:
         waiter.cancel()
     return event.is_set()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on uvloop when it is installed (the service and the consumers), else asyncio.
+
+    uvloop's event loop costs a fraction of asyncio's per wake-up and per
+    socket read, which is most of a NATS consumer's or an HTTP collector's time
+    between records.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from earthkeep import __version__
 from earthkeep.cli import areas, fetch, forcing, granules, jobs, keys, nightlights, rescue, stations, testbed, weather
 from earthkeep.cli.common import console, friendly, set_config_file, settings
 from earthkeep.errors import ConfigError
+from earthkeep.waits import run as run_loop
 
 app = typer.Typer(help="earthkeep: collect, keep and serve environmental data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -71,7 +71,7 @@ def serve(
         s.api.host = host
     if port is not None:
         s.api.port = port
-    asyncio.run(run_service(s, roles))
+    run_loop(run_service(s, roles))
 
 
 @db_app.command("upgrade")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from earthkeep.cli.common import console, friendly, settings
 from earthkeep.ingest.settings import IngestSettings
+from earthkeep.waits import run as run_loop
 
 app = typer.Typer(help="Station observations: queries and the consumer.", no_args_is_help=True)
 
@@ -134,7 +135,7 @@ def consume(count: Annotated[int, typer.Option(help="consumers in this process")
         console.print(stats)
 
     console.print(f"consuming {s.stream} as {s.durable!r} from {s.nats_url} ({count} consumer(s)); Ctrl-C stops")
-    asyncio.run(main())
+    run_loop(main())
 
 
 @app.command("dead-letters")

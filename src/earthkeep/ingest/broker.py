@@ -7,8 +7,8 @@ collector answers 202 only after :meth:`Broker.publish` returned. Two adapters:
   database in the request (insert + rollup, committed) — the same guarantee
   with no moving parts.
 * :class:`earthkeep.ingest.jetstream.JetStreamBroker` (``broker = "nats"``):
-  publishes one JetStream message per observation (``Nats-Msg-Id`` = station
-  and timestamp) and waits for every publish ack; a consumer writes them.
+  publishes the batch to JetStream (one message per chunk, or per observation
+  in ``record`` mode) and waits for every publish ack; a consumer writes them.
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ class Broker(Protocol):
 
     mode: str
 
-    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None) -> PublishResult:
-        """Durably accept ``rows`` or raise :class:`~earthkeep.errors.SourceUnavailable`."""
+    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None,
+                      lines: Sequence[bytes] | None = None) -> PublishResult:
+        """Durably accept ``rows`` or raise :class:`~earthkeep.errors.SourceUnavailable`.
+
+        ``lines``, when given, is each row's JSON text as the client sent it (already validated).
+        """
         ...
 
     async def close(self) -> None: ...
@@ -61,7 +65,8 @@ class EmbeddedBroker:
         self._stats_every_s = stats_every_s
         self._lock = threading.Lock()
 
-    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None) -> PublishResult:
+    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None,
+                      lines: Sequence[bytes] | None = None) -> PublishResult:
         result = await asyncio.to_thread(self._write, rows)
         log.info("ingest.written", trace_id=trace_id, records=len(rows), inserted=result.inserted,
                  duplicates=result.duplicates)

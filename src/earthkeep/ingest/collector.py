@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 import structlog
 from sqlalchemy import Engine
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.ingest.broker import Broker
 from earthkeep.ingest.deadletters import record_dead_letters
-from earthkeep.ingest.models import Rejection, validate_records
+from earthkeep.ingest.models import Malformed, Rejection, Wire, check_records, parse_line
 from earthkeep.ingest.stations import StationDirectory
 
 log = structlog.get_logger(__name__)
@@ -35,10 +36,16 @@ class BatchTooLarge(InvalidInput):
 
 @dataclass
 class Parsed:
-    """Records in body order (unparseable NDJSON lines hold a placeholder and an entry in ``errors``)."""
+    """Records in body order (unparseable NDJSON lines hold a placeholder and an entry in ``errors``).
+
+    ``lines`` holds each record's JSON text when the body had it (NDJSON lines, or
+    a JSON array msgspec decoded whole): the broker forwards that text instead of
+    encoding the record again.
+    """
 
     records: list[Any]
     errors: list[Rejection] = field(default_factory=list)
+    lines: list[bytes] | None = None
 
     @property
     def total(self) -> int:
@@ -51,6 +58,14 @@ def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Pa
     if ctype in NDJSON_TYPES:
         parsed = _ndjson(body)
     else:
+        try:
+            wires = _WIRES.decode(body)  # the common case: an array of well-formed observations
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            wires = None
+        if wires is not None:
+            if len(wires) > max_records:
+                raise BatchTooLarge(f"{len(wires)} records in one request; at most {max_records} are accepted")
+            return Parsed(list(wires), lines=[_ENCODER.encode(w) for w in wires])
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -70,21 +85,22 @@ def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Pa
 def _ndjson(body: bytes) -> Parsed:
     records: list[Any] = []
     errors: list[Rejection] = []
-    index = 0
+    lines: list[bytes] = []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            records.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            errors.append(Rejection(index, f"line {number}: malformed JSON ({exc})", None,
-                                    line[:1000].decode(errors="replace")))
-            records.append(_MALFORMED)
-        index += 1
-    return Parsed(records, errors)
+        record = parse_line(line)
+        if type(record) is Malformed:
+            errors.append(Rejection(len(records), f"line {number}: {record.reason}", None, str(record)))
+            record = _MALFORMED
+        records.append(record)
+        lines.append(line)
+    return Parsed(records, errors, lines)
 
 
 _MALFORMED = object()
+_WIRES = msgspec.json.Decoder(list[Wire])
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass
@@ -117,19 +133,27 @@ class Collector:
     async def submit(self, parsed: Parsed, *, trace_id: str | None) -> SubmitResult:
         """Validate, dead-letter the refused, publish the rest; return once the broker accepted them."""
         records = parsed.records
-        ids = {sid for r in records if isinstance(r, dict) and isinstance(sid := r.get("station_id"), str)}
+        ids = {r.station_id if type(r) is Wire else r.get("station_id") for r in records
+               if type(r) is Wire or isinstance(r, dict)}
+        ids = {i for i in ids if isinstance(i, str)}
         if any(not self.stations.cached(i) for i in ids):
             try:
                 await asyncio.to_thread(self.stations.prepare, ids)
             except SourceUnavailable as exc:  # keep collecting for the stations we know
                 log.warning("ingest.station_registry_unavailable", error=str(exc))
-        good, bad = validate_records(
-            [r for r in records if r is not _MALFORMED], known_station=self.stations.cached,
+        kept = [i for i, r in enumerate(records) if r is not _MALFORMED] if parsed.errors else None
+        checked = check_records(
+            records if kept is None else [records[i] for i in kept], known_station=self.stations.cached,
             future_tolerance_s=self.future_tolerance_s)
-        rejected = _merge(parsed, bad)
+        good = checked.good
+        rejected = _merge(parsed, checked.bad)
         if rejected:
             await self._dead_letter(rejected, trace_id)
-        result = await self.broker.publish(good, trace_id=trace_id) if good else None
+        lines = None
+        if parsed.lines is not None:
+            at = checked.positions if kept is None else [kept[i] for i in checked.positions]
+            lines = [parsed.lines[i] for i in at]
+        result = await self.broker.publish(good, trace_id=trace_id, lines=lines) if good else None
         log.info("ingest.collected", trace_id=trace_id, received=len(records), accepted=len(good),
                  rejected=len(rejected))
         return SubmitResult(len(records), len(good), result.duplicates if result else 0, rejected, trace_id)

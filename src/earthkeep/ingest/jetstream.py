@@ -3,15 +3,17 @@
 * One stream (file storage, work-queue retention, ``discard new`` when full so
   a backlog pushes back on the collector instead of losing data) on subjects
   ``<subject_prefix>.<station_id>``.
-* :class:`JetStreamBroker` publishes one message per observation with
-  ``Nats-Msg-Id`` = station and timestamp (the server drops repeats within the
-  duplicate window) and the request's trace id in the ``Earthkeep-Trace-Id``
-  header, then waits for every publish ack before returning. With
-  ``message_mode = "batch"`` it publishes one NDJSON message per chunk of
-  ``batch_message_records`` observations instead (``Nats-Msg-Id`` = the
-  chunk's SHA-256, so a resent request is still dropped by the server; repeats
-  of single records are left to the consumer and the database). A message
-  body is always NDJSON, so consumers read both modes.
+* :class:`JetStreamBroker` publishes the request's observations and waits for
+  every publish ack before returning. With ``message_mode = "batch"`` (the
+  default) it sends one NDJSON message per chunk of ``batch_message_records``
+  observations (``Nats-Msg-Id`` = the chunk's SHA-256, so a resent request is
+  dropped by the server; repeats of single records are dropped by the
+  consumer's cache and the database's primary key). With ``"record"`` it sends
+  one message per observation with ``Nats-Msg-Id`` = station and timestamp,
+  so the server also drops single repeats, at about three times the CPU per
+  observation (see docs/ingest.md). The request's trace id travels in the
+  ``Earthkeep-Trace-Id`` header. A body is the records' JSON as the client
+  sent it (already validated); consumers read both modes.
 * :class:`PullFetcher` pulls batches for a durable consumer (explicit acks)
   through the JetStream API subject; acks and naks are sent per message.
 """
@@ -144,27 +146,35 @@ class JetStreamBroker:
             else:
                 batch.settle(msg.data, int(index))
 
-    def _messages(self, rows: Sequence[Obs], trace: str) -> list[tuple[str, bytes, dict[str, str], int]]:
-        """(subject, body, headers, records) of each message for ``rows``."""
+    def _messages(self, rows: Sequence[Obs], trace: str,
+                  lines: Sequence[bytes] | None) -> list[tuple[str, bytes, dict[str, str], int]]:
+        """(subject, body, headers, records) of each message for ``rows``.
+
+        A body is the record's JSON as the client sent it when ``lines`` has it
+        (validated by the collector; the consumer decodes it to the same row),
+        else the row encoded again.
+        """
         prefix = self.settings.subject_prefix
+        texts = lines if lines is not None and len(lines) == len(rows) else [encode(r) for r in rows]
         if self.settings.message_mode == "record":
-            return [(f"{prefix}.{r.station_id}", encode(r), {"Nats-Msg-Id": r.key, TRACE_HEADER: trace}, 1)
-                    for r in rows]
+            return [(f"{prefix}.{r.station_id}", text, {"Nats-Msg-Id": r.key, TRACE_HEADER: trace}, 1)
+                    for r, text in zip(rows, texts, strict=True)]
         size = self.settings.batch_message_records
         out = []
         for i in range(0, len(rows), size):
-            chunk = rows[i:i + size]
-            body = b"\n".join(encode(r) for r in chunk)
+            chunk = texts[i:i + size]
+            body = b"\n".join(chunk)
             msg_id = "sha256:" + hashlib.sha256(body).hexdigest()
             out.append((f"{prefix}.batch", body, {"Nats-Msg-Id": msg_id, TRACE_HEADER: trace}, len(chunk)))
         return out
 
-    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None) -> PublishResult:
+    async def publish(self, rows: Sequence[Obs], *, trace_id: str | None,
+                      lines: Sequence[bytes] | None = None) -> PublishResult:
         if not rows:
             return PublishResult(0)
         self._seq += 1
         token = f"b{self._seq}"
-        messages = self._messages(rows, trace_id or "")
+        messages = self._messages(rows, trace_id or "", lines)
         weights = [] if self.settings.message_mode == "record" else [m[3] for m in messages]
         batch = self._batches[token] = _Batch(len(messages), weights)
         reply = f"{self._inbox}.{token}."
@@ -198,11 +208,17 @@ class JetStreamBroker:
 
 
 class PullFetcher:
-    """Pulls up to ``batch`` messages at a time for a durable consumer; acks/naks them."""
+    """Pulls about ``fetch_batch`` records' worth of messages at a time for a durable consumer; acks/naks them.
+
+    A stream may hold messages of both modes (after ``message_mode`` changed, or
+    from collectors configured differently), so the number of messages per pull
+    follows the records per message actually seen, not this process's setting.
+    """
 
     def __init__(self, nc: Any, settings: IngestSettings) -> None:
         self.nc = nc
         self.settings = settings
+        self.messages = settings.fetch_messages  # per pull; adapted by observe()
         self._buf: list[Any] = []
         self._wake = asyncio.Event()
         self._ended = False
@@ -218,7 +234,7 @@ class PullFetcher:
         status = msg.headers.get("Status") if msg.headers else None
         if status is None and msg.reply:
             self._buf.append(msg)
-            if len(self._buf) >= self.settings.fetch_messages:
+            if len(self._buf) >= self.messages:
                 self._wake.set()
         elif status in ("404", "408", "409"):
             if status == "409":
@@ -228,7 +244,7 @@ class PullFetcher:
 
     async def fetch(self) -> list[Any]:
         """The next batch (possibly empty after ``fetch_wait_s`` without messages)."""
-        want = self.settings.fetch_messages - len(self._buf)
+        want = self.messages - len(self._buf)
         if want > 0:
             self._wake.clear()
             self._ended = False
@@ -242,6 +258,12 @@ class PullFetcher:
                 await asyncio.sleep(min(wait, 0.5))
         msgs, self._buf = self._buf, []
         return msgs
+
+    def observe(self, messages: int, records: int) -> None:
+        """Size the next pulls from a batch of ``messages`` that carried ``records``."""
+        if messages > 0 and records > 0:
+            per_message = records / messages
+            self.messages = max(1, min(self.settings.fetch_batch, round(self.settings.fetch_batch / per_message)))
 
     async def ack(self, msgs: Sequence[Any]) -> None:
         for m in msgs:

@@ -11,6 +11,13 @@ a zone are taken as UTC; timestamps more than ``future_tolerance_s`` ahead of
 the clock are refused. Unknown fields are refused (a misspelt measure would
 otherwise vanish silently). :func:`validate_records` checks a batch and returns
 the good records and one :class:`Rejection` (index and reason) per bad one.
+
+Records arrive as JSON text (an NDJSON line, a message body) or as parsed
+objects. :func:`parse_line` decodes a line straight into a :class:`Wire`
+(msgspec checks the types, ranges and station pattern in C); only lines it
+refuses are parsed again with orjson so that :class:`Observation` (pydantic)
+can give the reason. Both paths accept exactly the same records (a test checks
+it), the fast one at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NamedTuple
 
+import msgspec
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 STATION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -142,19 +151,31 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_records(
+@dataclass
+class Checked:
+    """A batch split into valid observations and rejections; ``positions[i]`` is the index of ``good[i]``."""
+
+    good: list[Obs]
+    bad: list[Rejection]
+    positions: list[int]
+
+
+def check_records(
     records: Sequence[Any], *, known_station: Callable[[str], bool] | Collection[str],
     now: datetime | None = None, future_tolerance_s: float = 300.0,
-) -> tuple[list[Obs], list[Rejection]]:
-    """Split ``records`` into valid observations and rejections (in input order)."""
+) -> Checked:
+    """Split ``records`` (dicts, :class:`Wire` objects from :func:`parse_line`, or anything else) in input order."""
     limit = (now or datetime.now(UTC)) + timedelta(seconds=future_tolerance_s)
     is_known = known_station if callable(known_station) else known_station.__contains__
-    good: list[Obs] = []
-    bad: list[Rejection] = []
+    out = Checked([], [], [])
     for i, raw in enumerate(records):
-        obs = _fast(raw)
+        obs = _from_wire(raw) if type(raw) is Wire else _fast(raw)
         reason = ""
-        if obs is None:
+        if type(raw) is Malformed:
+            reason = raw.reason
+        elif obs is None:
+            if type(raw) is Wire:
+                raw = msgspec.structs.asdict(raw)
             reason, obs = _slow(raw)
         if obs is not None:
             if obs.ts > limit:
@@ -164,11 +185,94 @@ def validate_records(
                 reason = (f"station_id: unknown station {obs.station_id!r}; register it first "
                           "(POST /stations or `earthkeep stations add`)")
             else:
-                good.append(obs)
+                out.good.append(obs)
+                out.positions.append(i)
                 continue
+        if type(raw) is Wire:
+            raw = msgspec.structs.asdict(raw)
         sid = raw.get("station_id") if isinstance(raw, dict) else None
-        bad.append(Rejection(i, reason, sid if isinstance(sid, str) else None, raw))
-    return good, bad
+        out.bad.append(Rejection(i, reason, sid if isinstance(sid, str) else None, raw))
+    return out
+
+
+def validate_records(
+    records: Sequence[Any], *, known_station: Callable[[str], bool] | Collection[str],
+    now: datetime | None = None, future_tolerance_s: float = 300.0,
+) -> tuple[list[Obs], list[Rejection]]:
+    """Split ``records`` into valid observations and rejections (in input order)."""
+    checked = check_records(records, known_station=known_station, now=now, future_tolerance_s=future_tolerance_s)
+    return checked.good, checked.bad
+
+
+# ------------------------------------------------------------------ fast paths
+
+
+def _bounded(name: str) -> Any:
+    _, lo, hi = MEASURES[name]
+    return Annotated[float, msgspec.Meta(ge=lo, le=hi)] | None
+
+
+class Wire(msgspec.Struct, forbid_unknown_fields=True):
+    """An observation as JSON carries it, checked by msgspec while decoding (see :func:`parse_line`)."""
+
+    station_id: Annotated[str, msgspec.Meta(pattern=STATION_ID.removesuffix("$") + r"\Z")]
+    timestamp: str
+    temperature: _bounded("temperature") = None  # type: ignore[valid-type]
+    humidity: _bounded("humidity") = None  # type: ignore[valid-type]
+    pressure: _bounded("pressure") = None  # type: ignore[valid-type]
+    wind_speed: _bounded("wind_speed") = None  # type: ignore[valid-type]
+    wind_direction: _bounded("wind_direction") = None  # type: ignore[valid-type]
+    precipitation: _bounded("precipitation") = None  # type: ignore[valid-type]
+
+
+_WIRE = msgspec.json.Decoder(Wire)
+
+
+class Malformed(str):
+    """The text of a line that is not JSON at all (``reason`` says why)."""
+
+    reason: str
+
+
+def parse_line(line: bytes) -> Any:
+    """A :class:`Wire` when ``line`` is a well-formed observation, else what orjson makes of it.
+
+    A line that is not JSON becomes a :class:`Malformed` string (its text, cut at 1,000 characters).
+    """
+    try:
+        return _WIRE.decode(line)
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError:
+        pass
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        bad = Malformed(line[:1000].decode(errors="replace"))
+        bad.reason = f"malformed JSON ({exc})"
+        return bad
+
+
+def _from_wire(w: Wire) -> Obs | None:
+    """The :class:`Obs` of a decoded line, or ``None`` for the slow path to explain."""
+    stamp = w.timestamp
+    if len(stamp) < 19 or stamp[4] != "-":
+        return None
+    try:
+        ts = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    tz = ts.tzinfo
+    if tz is not UTC:
+        ts = ts.replace(tzinfo=UTC) if tz is None else ts.astimezone(UTC)
+    values = (w.temperature, w.humidity, w.pressure, w.wind_speed, w.wind_direction, w.precipitation)
+    if values == _NO_MEASURES:
+        return None
+    return _new_tuple(Obs, (w.station_id, ts, *values))  # Obs(...) without the keyword handling
+
+
+_NO_MEASURES = (None,) * len(MEASURE_NAMES)
+_new_tuple = tuple.__new__
 
 
 _STATION = re.compile(STATION_ID)

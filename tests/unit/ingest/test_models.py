@@ -83,3 +83,48 @@ def test_fast_path_never_accepts_what_the_model_refuses():
 def test_dedupe_key_is_stable_across_representations():
     t = datetime(2024, 1, 1, 1, tzinfo=UTC)
     assert dedupe_key("A", t) == dedupe_key("A", t.astimezone(datetime.now().astimezone().tzinfo))
+
+
+def _mutations(rng):
+    return [
+        lambda r: r,
+        lambda r: r | {"temperature": rng.choice([1, 1.5, -90, 60, 60.0001, -90.5, True, "1", None, [1], 1e300])},
+        lambda r: r | {"humidity": rng.choice([0, 100, 100.0000001, -0.0, False, {"v": 1}])},
+        lambda r: r | {"timestamp": rng.choice(["2024-06-01", "2024-06-01T00:00:00+0100", "20240601T000000",
+                                                 "2024-06-01T00:00:00.123456789Z", "2024-06-01 00:00",
+                                                 "2024-06-01T00:00:00z", "2024-06-01T24:00:00Z", "", 17e8,
+                                                 "2024-06-01T00:00:00+01:00", "2024-06-01T00:00:00.5"])},
+        lambda r: r | {"station_id": rng.choice(["ok", "S1\n", "-x", "a" * 64, "a" * 65, "é", 7, "A:b.c-d_e"])},
+        lambda r: {k: v for k, v in r.items() if k != rng.choice(["humidity", "station_id", "timestamp"])},
+        lambda r: {k: v for k, v in r.items() if k in ("station_id", "timestamp")},  # no measure at all
+        lambda r: r | {"extra": 1},
+    ]
+
+
+def test_decoding_lines_accepts_exactly_what_the_objects_path_accepts():
+    import orjson
+
+    from earthkeep.ingest.models import Wire, check_records, parse_line
+
+    rng = random.Random(5)
+    sim = Simulator(make_stations(3), NOW - timedelta(days=1), invalid_rate=0.3, duplicate_rate=0.1)
+    mutations = _mutations(rng)
+    wires = 0
+    for raw in sim.batch(3000):
+        mutated = rng.choice(mutations)(dict(raw))
+        line = orjson.dumps(mutated)
+        parsed = parse_line(line)
+        wires += type(parsed) is Wire
+        by_line = check_records([parsed], known_station=lambda _: True, now=NOW)
+        by_obj = check_records([orjson.loads(line)], known_station=lambda _: True, now=NOW)
+        assert by_line.good == by_obj.good, line
+        assert [b.reason for b in by_line.bad] == [b.reason for b in by_obj.bad], line
+    assert wires > 1000  # the fast path was exercised
+
+
+def test_malformed_line_is_rejected_with_its_reason():
+    from earthkeep.ingest.models import check_records, parse_line
+
+    checked = check_records([parse_line(b"{nope"), parse_line(b'"text"')], known_station=lambda _: True, now=NOW)
+    assert not checked.good and [b.index for b in checked.bad] == [0, 1]
+    assert "malformed JSON" in checked.bad[0].reason and "expected a JSON object" in checked.bad[1].reason
