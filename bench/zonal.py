@@ -2,18 +2,26 @@
 
 One command::
 
-    .venv/bin/python bench/zonal.py [--areas 100] [--months 12] [--size 5000] [--skip-rasterstats]
+    .venv/bin/python bench/zonal.py [--areas 100] [--months 12] [--size 5000] [--step 0.1] [--skip-rasterstats]
 
-Compared in the same run, on the same rasters and polygons:
+Compared in the same run, on the same rasters and polygons (the areas as recorded
+in the catalog), all timed with ``time.perf_counter``:
 
-* **earthkeep**: coverage weights from exactextract once per area, stacked
-  (included in the time), then per month one ``zonal_metrics_many`` call for all
-  areas: a gather, segment sums and a per-area sort for the weighted median (sum,
-  mean, median, count, lit pixels/area/fraction, valid area);
+* **earthkeep (cached weights)**: what a worker does for a request of the 100
+  areas: ``nightlights.processing.area_weights`` per area, read from the store
+  (the weights were cached by an earlier run; a fresh worker has nothing in
+  memory), stacked once, then per month one ``zonal_metrics_many`` call for all
+  areas with the valid-nights raster, as ``process_month`` passes it (sum, mean,
+  median, count, lit pixels/area/fraction, valid area, mean valid nights).
+  Printed apart: the cold path (nothing cached: exactextract per area, written
+  to the store) and the memory-cache path (a worker that already used them);
 * **exactextract** (plain, no cache): one ``exact_extract`` call per month for
   all areas, ops ``sum, mean, median, count``;
 * **rasterstats**: ``zonal_stats`` per month for all areas, stats ``sum, mean,
   median, count`` (cell-centre rasterisation, not coverage-exact).
+
+``--step 0.1`` rounds the radiance to multiples of 0.1 like VNP46A2's stored
+values (many equal values per area); the default is continuous values.
 
 Then tiles/s for one zoom level of a composite: cold (render with rio-tiler +
 store) and cached (read back from the store), through ``earthkeep.nightlights.tiles``.
@@ -27,12 +35,14 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from shapely.geometry import Polygon
+from shapely.geometry import Polygon, mapping
+from shapely.geometry.base import BaseGeometry
 
 from earthkeep.raster.grid import BLACK_MARBLE_RES, Grid
-from earthkeep.raster.zonal import coverage_weights, stack_weights, zonal_metrics_many
+from earthkeep.raster.zonal import CoverageWeights, coverage_weights, stack_weights, zonal_metrics_many
 
 OPS = ["sum", "mean", "median", "count"]
 
@@ -51,27 +61,80 @@ def make_areas(grid: Grid, n: int, radius: tuple[float, float] = (10, 60), seed:
     return out
 
 
-def month_raster(base: np.ndarray, month: int, out: np.ndarray) -> np.ndarray:
+def month_raster(base: np.ndarray, month: int, out: np.ndarray, step: float = 0.0) -> np.ndarray:
     np.multiply(base, np.float32(1.0 + 0.01 * month), out=out)
+    if step:
+        np.multiply(np.round(out / np.float32(step)), np.float32(step), out=out)
     return out
 
 
-def bench_earthkeep(grid: Grid, areas: list[Polygon], base: np.ndarray, months: int) -> float:
-    buf = np.empty_like(base)
+def open_services(tmp: Path) -> Any:
+    """Services on a SQLite catalog and a local store in ``tmp`` (what the worker uses, embedded)."""
+    from earthkeep.config import load_settings
+    from earthkeep.runtime import Services
+    from earthkeep.store.obstore import ObstoreStore
+
+    settings = load_settings(catalog={"database_url": f"sqlite:///{tmp}/c.db"})
+    return Services.open(settings, store=ObstoreStore.local(tmp / "store"))
+
+
+def record_areas(svc: Any, polygons: list[Polygon]) -> list[Any]:
+    """The polygons as catalog areas (validated like an upload), read back as a worker reads them."""
+    from sqlalchemy import select
+
+    from earthkeep.nightlights import areas as area_ops
+    from earthkeep.nightlights.geometry import parse_area
+    from earthkeep.nightlights.tables import Area
+
+    with svc.sessions.begin() as s:
+        for i, p in enumerate(polygons):
+            area_ops.create_area(s, parse_area(dict(mapping(p))), name=f"bench-{i}")
+    with svc.sessions() as s:
+        return list(s.scalars(select(Area).order_by(Area.id)))
+
+
+def load_weights(svc: Any, areas: list[Any], grid: Grid) -> list[CoverageWeights]:
+    """The product's cached weights of every area (memory, else store, else exactextract + store)."""
+    from earthkeep.nightlights.processing import area_weights
+
+    async def run() -> list[CoverageWeights]:
+        return [await area_weights(svc, a, grid) for a in areas]
+
+    return asyncio.run(run())
+
+
+def bench_earthkeep(
+    svc: Any, grid: Grid, areas: list[Any], base: np.ndarray, nights: np.ndarray, months: int, step: float
+) -> float:
     t = time.perf_counter()
-    weights = stack_weights(coverage_weights(areas, grid))
-    t_weights = time.perf_counter() - t
-    total = t_weights
+    load_weights(svc, areas, grid)  # cold: nothing cached yet
+    cold = time.perf_counter() - t
+    svc.extras.pop("nightlights.weights")  # a fresh worker: the weights are in the store only
+    t = time.perf_counter()
+    weights = load_weights(svc, areas, grid)
+    from_store = time.perf_counter() - t
+    t = time.perf_counter()
+    load_weights(svc, areas, grid)
+    in_memory = time.perf_counter() - t
+    t = time.perf_counter()
+    stacked = stack_weights(weights)
+    stacking = time.perf_counter() - t
+    buf = np.empty_like(base)
+    metrics = 0.0
     for m in range(months):
-        values = month_raster(base, m, buf)  # making the month's raster is not timed (same for all)
+        values = month_raster(base, m, buf, step)  # making the month's raster is not timed (same for all)
         t = time.perf_counter()
-        zonal_metrics_many(values, weights, threshold=0.5)  # all areas of the month at once
-        total += time.perf_counter() - t
-    print(f"  earthkeep: weights {t_weights:.2f} s (once), {months} months {total - t_weights:.2f} s")
-    return total
+        zonal_metrics_many(values, stacked, threshold=0.5, nights=nights)  # all areas of the month at once
+        metrics += time.perf_counter() - t
+    print(
+        f"  earthkeep: weights cold (exactextract per area + store write) {cold:.3f} s; cached: from the "
+        f"store {from_store:.3f} s, from memory {in_memory:.4f} s; stacking {stacking:.4f} s; "
+        f"{months} months {metrics:.3f} s ({metrics / months * 1e3:.1f} ms a month)"
+    )
+    return from_store + stacking + metrics
 
 
-def bench_exactextract(grid: Grid, areas: list[Polygon], base: np.ndarray, months: int) -> float:
+def bench_exactextract(grid: Grid, areas: list[BaseGeometry], base: np.ndarray, months: int, step: float) -> float:
     from exactextract import exact_extract
     from exactextract.raster import NumPyRasterSource
     from shapely.geometry import mapping
@@ -80,14 +143,14 @@ def bench_exactextract(grid: Grid, areas: list[Polygon], base: np.ndarray, month
     buf = np.empty_like(base)
     total = 0.0
     for m in range(months):
-        values = month_raster(base, m, buf)
+        values = month_raster(base, m, buf, step)
         t = time.perf_counter()
         exact_extract(NumPyRasterSource(values, *grid.bounds, nodata=np.nan), feats, OPS, output="geojson")
         total += time.perf_counter() - t
     return total
 
 
-def bench_rasterstats(grid: Grid, areas: list[Polygon], base: np.ndarray, months: int) -> float:
+def bench_rasterstats(grid: Grid, areas: list[BaseGeometry], base: np.ndarray, months: int, step: float) -> float:
     from rasterstats import zonal_stats
 
     buf = np.empty_like(base)
@@ -95,7 +158,7 @@ def bench_rasterstats(grid: Grid, areas: list[Polygon], base: np.ndarray, months
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for m in range(months):
-            values = month_raster(base, m, buf)
+            values = month_raster(base, m, buf, step)
             t = time.perf_counter()
             zonal_stats(areas, values, affine=grid.transform, nodata=np.nan, stats=OPS)
             total += time.perf_counter() - t
@@ -172,24 +235,36 @@ def main() -> None:
     p.add_argument("--size", type=int, default=5000)
     p.add_argument("--zoom", type=int, default=10)
     p.add_argument("--radius", type=float, nargs=2, default=(10, 60), help="area radius range in cells")
+    p.add_argument("--step", type=float, default=0.0, help="round the radiance to multiples of this (e.g. 0.1)")
+    p.add_argument("--skip-tiles", action="store_true")
     p.add_argument("--skip-rasterstats", action="store_true")
     a = p.parse_args()
+    from earthkeep.logs import configure_logging
+
+    configure_logging("WARNING")  # no log line per stored object
     grid = Grid(west=20.0, north=10.0, res=BLACK_MARBLE_RES, width=a.size, height=a.size)
     base = np.random.default_rng(1).gamma(0.5, 8.0, grid.shape).astype(np.float32)
     base[np.random.default_rng(2).random(grid.shape) < 0.05] = np.nan
-    areas = make_areas(grid, a.areas, tuple(a.radius))
-    cells = sum(w.cells.size for w in coverage_weights(areas, grid))
+    nights = np.random.default_rng(3).integers(0, 31, grid.shape).astype(np.float32)
+    nights[np.isnan(base)] = np.nan
+    svc = open_services(Path(tempfile.mkdtemp(prefix="bench-zonal-")))
+    areas = record_areas(svc, make_areas(grid, a.areas, tuple(a.radius)))
+    geoms = [area.geom for area in areas]
+    cells = sum(w.cells.size for w in coverage_weights(geoms, grid))
     print(
         f"{a.areas} areas ({cells / a.areas:,.0f} cells each on average) x {a.months} months "
-        f"on a {a.size} x {a.size} raster"
+        f"on a {a.size} x {a.size} raster" + (f", values in steps of {a.step}" if a.step else "")
     )
-    ek = bench_earthkeep(grid, areas, base, a.months)
-    ee = bench_exactextract(grid, areas, base, a.months)
-    print(f"  earthkeep (cached weights)      {ek:8.2f} s")
-    print(f"  exactextract (no cache)         {ee:8.2f} s   earthkeep is {ee / ek:6.1f}x faster")
+    ek = bench_earthkeep(svc, grid, areas, base, nights, a.months, a.step)
+    svc.close()
+    ee = bench_exactextract(grid, geoms, base, a.months, a.step)
+    print(f"  earthkeep (cached weights)      {ek:8.3f} s   (weights from the store + stacking + months)")
+    print(f"  exactextract (no cache)         {ee:8.3f} s   earthkeep is {ee / ek:6.1f}x faster")
     if not a.skip_rasterstats:
-        rs = bench_rasterstats(grid, areas, base, a.months)
-        print(f"  rasterstats                     {rs:8.2f} s   earthkeep is {rs / ek:6.1f}x faster (goal >= 30x)")
+        rs = bench_rasterstats(grid, geoms, base, a.months, a.step)
+        print(f"  rasterstats                     {rs:8.3f} s   earthkeep is {rs / ek:6.1f}x faster (goal >= 30x)")
+    if a.skip_tiles:
+        return
     n, cold, warm = bench_tiles(a.zoom)
     print(
         f"tiles at zoom {a.zoom} ({n} tiles, 2x2 degrees): cold {cold:.1f} tiles/s (render + store), "

@@ -30,7 +30,8 @@ def tile_key(area_id: int, month: str, z: int, x: int, y: int) -> str:
 
 
 def weights_key(area_id: int, digest: str) -> str:
-    return safe_key(f"{ROOT}/weights/{area_id}/{digest}.npz")
+    """An area's coverage weights on one grid (``CoverageWeights.to_bytes``)."""
+    return safe_key(f"{ROOT}/weights/{area_id}/{digest}.bin")
 
 
 def area_prefixes(area_id: int) -> list[str]:

@@ -220,7 +220,12 @@ async def _forget_corrupt(services: Services, inp: Input, reason: str) -> None:
 
 
 async def area_weights(services: Services, area: Area, grid: Grid) -> CoverageWeights:
-    """Coverage weights of ``area`` on ``grid``: memory, else the store, else exactextract (then both)."""
+    """Coverage weights of ``area`` on ``grid``: memory, else the store, else exactextract (then both).
+
+    The cache key is the area, a digest of its geometry and the grid's (corner, resolution and shape;
+    grids are WGS84): another geometry or grid is another key, and updating or deleting an area purges
+    its stored weights (:func:`purge_objects`). An unreadable stored copy is computed again.
+    """
     cache: WeightCache = services.extras.setdefault("nightlights.weights", WeightCache())
     digest = f"{geometry_digest(area.geom)}-{grid.digest()}"
     cached = cache.get((area.id, digest))
@@ -229,7 +234,11 @@ async def area_weights(services: Services, area: Area, grid: Grid) -> CoverageWe
     key = keys.weights_key(area.id, digest)
     try:
         weights = CoverageWeights.from_bytes(await services.store.get(key))
-    except NotFound:
+        if weights.grid_digest != grid.digest():
+            raise ValueError(f"weights of grid {weights.grid_digest}, expected {grid.digest()}")
+    except (NotFound, ValueError) as exc:
+        if isinstance(exc, ValueError):
+            log.warning("nightlights.weights_unreadable", key=key, error=str(exc))
         weights = (await asyncio.to_thread(coverage_weights, [area.geom], grid))[0]
         await services.store.put(key, weights.to_bytes(), content_type="application/octet-stream")
     cache.put((area.id, digest), weights)

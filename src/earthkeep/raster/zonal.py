@@ -6,17 +6,25 @@ share one grid, so :func:`zonal_metrics` then needs only a gather and a few
 weighted sums per month: no polygon is rasterised again. The numbers equal
 exactextract's own ``sum``/``mean``/``median``/``count`` on the same raster
 (the median uses exactextract's weighted-quantile definition).
+:meth:`CoverageWeights.to_bytes` is the form kept in the store (raw arrays
+behind a short header: reading it back costs a copy, not a decompression).
 
 Many areas on one grid go faster together: :func:`stack_weights` once, then
 :func:`zonal_metrics_many` per month computes every area in one pass (one
 gather, per-area sums, one in-place sort per area of packed value/index keys,
 and the median's search vectorised over areas), bit for bit the same numbers
 as :func:`zonal_metrics` (which is the one-area case of it).
+
+The exact median needs the full sort: exactextract adds the weights of the
+distinct values one by one in value order, so the rounding of every partial
+sum (and of the total that sets the target) depends on the order of all cells,
+not only of those near the median; a selection (``np.partition``) would give
+other last bits.
 """
 
 from __future__ import annotations
 
-import io
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -42,20 +50,40 @@ class CoverageWeights:
     grid_digest: str
 
     def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            cells=self.cells,
-            coverage=self.coverage,
-            cell_area_km2=self.cell_area_km2,
-            grid=np.array(self.grid_digest),
+        """``_MAGIC``, cell count and grid digest (8-byte aligned), then cells (int64), coverage and cell
+        areas (float64), little-endian."""
+        digest = self.grid_digest.encode()
+        head = _MAGIC + struct.pack("<QQ", self.cells.size, len(digest)) + digest
+        head += bytes(-len(head) % 8)
+        return b"".join(
+            [
+                head,
+                np.ascontiguousarray(self.cells, "<i8").tobytes(),
+                np.ascontiguousarray(self.coverage, "<f8").tobytes(),
+                np.ascontiguousarray(self.cell_area_km2, "<f8").tobytes(),
+            ]
         )
-        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CoverageWeights:
-        with np.load(io.BytesIO(data)) as z:
-            return cls(z["cells"], z["coverage"], z["cell_area_km2"], str(z["grid"]))
+        """Read :meth:`to_bytes` (the arrays are read-only views of ``data``); ``ValueError`` if ``data`` is
+        not that or not whole."""
+        if data[: len(_MAGIC)] != _MAGIC or len(data) < len(_MAGIC) + 16:
+            raise ValueError("not stored coverage weights (unknown header)")
+        n, size = struct.unpack_from("<QQ", data, len(_MAGIC))
+        start = len(_MAGIC) + 16 + size + (-(len(_MAGIC) + 16 + size) % 8)
+        if len(data) != start + 24 * n:
+            raise ValueError(f"stored coverage weights are cut or padded: {len(data)} bytes for {n} cells")
+        digest = data[len(_MAGIC) + 16 : len(_MAGIC) + 16 + size].decode()
+        return cls(
+            np.frombuffer(data, "<i8", n, start),
+            np.frombuffer(data, "<f8", n, start + 8 * n),
+            np.frombuffer(data, "<f8", n, start + 16 * n),
+            digest,
+        )
+
+
+_MAGIC = b"EKCW\x01\x00\x00\x00"  # earthkeep coverage weights, format 1
 
 
 def coverage_weights(geometries: Sequence[BaseGeometry], grid: Grid) -> list[CoverageWeights]:
@@ -125,7 +153,7 @@ def stack_weights(weights: Sequence[CoverageWeights]) -> StackedWeights:
         return np.concatenate([getattr(w, name) for w in weights]) if weights else np.empty(0, dtype)
 
     covered = np.concatenate([w.coverage * w.cell_area_km2 for w in weights]) if weights else np.empty(0, np.float64)
-    area = _segment_sums(covered[None, :], offsets)[0]
+    area = _segment_sums((covered[None, :], offsets))[0]
     return StackedWeights(
         cat("cells", np.int64), cat("coverage", np.float64), covered, offsets, area, digests.pop() if digests else ""
     )
@@ -207,30 +235,36 @@ def _block_metrics(
     """Per-area sums of a block of areas (rows: valid area, weight, Σ c·v, lit area, lit pixels, median,
     Σ c over known nights, Σ c·nights)."""
     out = np.full((8, off.size - 1), np.nan)
-    raw = flat[cells]
+    raw = flat.take(cells)
     valid = np.isfinite(raw)
-    voff = _compressed_offsets(valid, off)
-    rows = np.empty((3, int(voff[-1])))  # c·a, c, c·v over the valid cells
-    np.compress(valid, covered, out=rows[0])
-    np.compress(valid, coverage, out=rows[1])
-    raw = raw[valid]
+    keep = None if raw.dtype.kind != "f" or valid.all() else np.flatnonzero(valid)
+    rows = np.empty((3, raw.size if keep is None else keep.size))  # c·a, c, c·v over the valid cells
+    if keep is None:
+        voff = off
+        rows[0], rows[1] = covered, coverage
+    else:
+        voff = _compressed_offsets(valid, off)
+        raw = raw.take(keep)
+        covered.take(keep, out=rows[0])
+        coverage.take(keep, out=rows[1])
     vv = raw.astype(np.float64)
     np.multiply(rows[1], vv, out=rows[2])
-    out[0:3] = _segment_sums(rows, voff)
     lit = vv > threshold
-    loff = _compressed_offsets(lit, voff)
-    lit_rows = np.empty((2, int(loff[-1])))  # C-contiguous rows: a row sum is then pairwise
-    np.compress(lit, rows[0], out=lit_rows[0])
-    np.compress(lit, rows[1], out=lit_rows[1])
-    out[3:5] = _segment_sums(lit_rows, loff)
-    out[5] = _weighted_medians(vv, raw, rows[1], voff, 0.5)
-    if flat_nights is not None:
-        n = flat_nights[cells].astype(np.float64)
+    lit_rows = np.compress(lit, rows[:2], axis=1)  # C-contiguous rows: a row sum is then pairwise
+    groups = [(rows, voff), (lit_rows, _compressed_offsets(lit, voff))]
+    if flat_nights is not None:  # Σ c and Σ c·n over the cells with a known count of nights n
+        n = flat_nights.take(cells)
         known = np.isfinite(n)
-        krows = np.empty((2, int(np.count_nonzero(known))))
-        np.compress(known, coverage, out=krows[0])
-        np.multiply(krows[0], n[known], out=krows[1])
-        out[6:8] = _segment_sums(krows, _compressed_offsets(known, off))
+        kept = np.flatnonzero(known)
+        krows = np.empty((2, kept.size))
+        coverage.take(kept, out=krows[0])
+        np.multiply(krows[0], n.take(kept), out=krows[1])  # (n as float64, exactly)
+        groups.append((krows, _compressed_offsets(known, off)))
+    sums = _segment_sums(*groups)
+    out[0:5] = sums[:5]
+    if flat_nights is not None:
+        out[6:8] = sums[5:]
+    out[5] = _weighted_medians(vv, raw, rows[1], voff, 0.5)
     return out
 
 
@@ -245,68 +279,123 @@ def _compressed_offsets(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def _segment_sums(rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``np.sum`` of each row over each segment (pairwise like a 1-D ``np.sum``, unlike ``reduceat``).
+def _segment_sums(*groups: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``np.sum`` of each row of each ``(rows, offsets)`` group over each of its segments, the groups' rows
+    stacked (pairwise like a 1-D ``np.sum``, unlike ``np.add.reduceat``).
 
     ``rows`` must be C-contiguous, or the row sums may run in another order.
     """
-    assert rows.flags.c_contiguous
-    out = np.empty((rows.shape[0], offsets.size - 1))
-    for i, (s, e) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
-        out[:, i] = rows[:, s:e].sum(axis=1)
+    assert all(rows.flags.c_contiguous for rows, _ in groups)
+    out = np.empty((sum(rows.shape[0] for rows, _ in groups), groups[0][1].size - 1))
+    reduce = np.add.reduce
+    r = 0
+    for rows, offsets in groups:
+        k = r + rows.shape[0]
+        for i, (s, e) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
+            out[r:k, i] = reduce(rows[:, s:e], axis=1)
+        r = k
     return out
 
 
-def _segment_sort(v: np.ndarray, raw: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Sort ``v`` (float64 values of ``raw``) within each segment: sorted values, their indices, stable or not."""
-    bounds = list(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True))
-    if raw.dtype == np.float32 and v.size < 2**32:
-        # One uint64 per cell, sorted in place per segment: the float32 bits made order-preserving
-        # (high half), then the cell's index (low half), which also makes the sort stable.
-        bits = raw.view(np.uint32)
-        flip = (bits >> np.uint32(31)) * np.uint32(0x7FFFFFFF) | np.uint32(0x80000000)
-        key = (bits ^ flip).astype(np.uint64) << np.uint64(32)
-        key |= np.arange(v.size, dtype=np.uint64)
-        for s, e in bounds:
-            key[s:e].sort()
-        order = np.bitwise_and(key, np.uint64(0xFFFFFFFF), out=key).view(np.int64)
-        return v[order], order, True
-    if raw.dtype != np.float32:
-        raw32 = v.astype(np.float32)
-        if np.array_equal(raw32, v):  # e.g. integers or float32 data held as float64: same order, same ties
-            return _segment_sort(v, raw32, offsets)
-    order = np.empty(v.size, dtype=np.int64)
-    for s, e in bounds:
-        order[s:e] = np.argsort(v[s:e]) + s
-    return v[order], order, False
+_HIGH = np.uint64(32)
+_LOW = np.uint64(0xFFFFFFFF)
+_SIGN = np.uint32(0x80000000)
+_MINUS_ZERO_KEY = np.uint32(0x7FFFFFFF)  # the key of -0.0, just below +0.0's (0x80000000)
+
+
+def _float_keys(raw: np.ndarray) -> np.ndarray:
+    """float32 bits as uint32 that sort in the floats' order (-0 just before +0)."""
+    bits = raw.view(np.uint32)
+    return bits ^ ((bits >> np.uint32(31)) * np.uint32(0x7FFFFFFF) | _SIGN)
+
+
+def _keys_to_float64(keys: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_float_keys`, as float64."""
+    bits = keys ^ ((~keys >> np.uint32(31)) * np.uint32(0x7FFFFFFF) | _SIGN)
+    return bits.view(np.float32).astype(np.float64)
+
+
+def _equal_to_previous(keys: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sorted keys equal as floats to the previous one of their segment (-0 equals +0)."""
+    eq = np.empty(keys.size, dtype=bool)
+    eq[0] = False
+    np.equal(keys[1:], keys[:-1], out=eq[1:])
+    zeros = np.flatnonzero(keys[1:] == _SIGN) + 1  # +0.0 right after -0.0
+    eq[zeros[keys[zeros - 1] == _MINUS_ZERO_KEY]] = True
+    eq[offsets[:-1][offsets[:-1] < keys.size]] = False
+    return eq
 
 
 def _weighted_medians(v: np.ndarray, raw: np.ndarray, w: np.ndarray, offsets: np.ndarray, q: float) -> np.ndarray:
     """:func:`weighted_quantile` of each segment (NaN for an empty one), with identical arithmetic."""
-    areas = offsets.size - 1
     if v.size == 0:
-        return np.full(areas, np.nan)
-    xs_sorted, order, stable = _segment_sort(v, raw, offsets)
-    new = np.empty(v.size, dtype=bool)  # first of a run of equal values within a segment
+        return np.full(offsets.size - 1, np.nan)
+    if raw.dtype != np.float32 and raw.size < 2**32:
+        raw32 = v.astype(np.float32)
+        if np.array_equal(raw32, v):  # e.g. integers or float32 data held as float64: same order, same ties
+            raw = raw32
+    if raw.dtype == np.float32 and raw.size < 2**32:
+        keys, w_sorted = _sort_float32(raw, w, offsets)
+        eq = _equal_to_previous(keys, offsets)
+        if eq.any():  # equal values are one value whose weight is summed in cell order (np.unique + np.bincount)
+            new = ~eq
+            keys, ws, roff = keys[new], _run_weights(w_sorted, eq), _compressed_offsets(new, offsets)
+        else:
+            ws, roff = w_sorted, offsets
+        return _quantile_search(lambda i: _keys_to_float64(keys[i]), ws, roff, q)
+    order = np.empty(v.size, dtype=np.int64)
+    for s, e in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        order[s:e] = np.argsort(v[s:e]) + s
+    xs = v[order]
+    new = np.empty(v.size, dtype=bool)
     new[0] = True
-    np.not_equal(xs_sorted[1:], xs_sorted[:-1], out=new[1:])
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
     new[offsets[:-1][offsets[:-1] < v.size]] = True
-    run = np.cumsum(new) - 1
-    runs = int(run[-1]) + 1
-    # Equal values' weights summed in cell order, as np.unique + np.bincount does.
-    if stable:
-        ws = np.bincount(run, weights=w[order], minlength=runs)
-    else:
-        inverse = np.empty(v.size, dtype=np.int64)
-        inverse[order] = run
-        ws = np.bincount(inverse, weights=w, minlength=runs)
-    xs = xs_sorted[new]
-    roff = _compressed_offsets(new, offsets)
+    inverse = np.empty(v.size, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    xs = xs[new]
+    return _quantile_search(xs.__getitem__, np.bincount(inverse, weights=w), _compressed_offsets(new, offsets), q)
+
+
+def _run_weights(w_sorted: np.ndarray, eq: np.ndarray) -> np.ndarray:
+    """Weight of each run of equal values (``eq``: equal to the previous one), summed in order from 0.0
+    as ``np.bincount`` does."""
+    new = ~eq
+    ties = np.flatnonzero(eq)
+    if ties.size * 16 > eq.size:
+        return np.bincount(np.cumsum(new) - 1, weights=w_sorted)
+    # few ties: add up only the elements of runs longer than one
+    ws = w_sorted[new]
+    tied = np.unique(np.concatenate([ties - 1, ties]))
+    run = tied - np.searchsorted(ties, tied, side="right")
+    sums = np.bincount(run - run[0], weights=w_sorted.take(tied))
+    first = run[new.take(tied)]
+    ws[first] = sums[first - run[0]]
+    return ws
+
+
+def _sort_float32(raw: np.ndarray, w: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order-preserving keys of ``raw`` sorted within each segment, and ``w`` in that order (stable)."""
+    # One uint64 per cell, sorted in place per segment: the float32 bits made order-preserving
+    # (high half), then the cell's index (low half), which also makes the sort stable.
+    key = _float_keys(raw).astype(np.uint64) << _HIGH
+    key |= np.arange(raw.size, dtype=np.uint64)
+    for s, e in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        key[s:e].sort()
+    keys = (key >> _HIGH).astype(np.uint32)
+    return keys, w.take(np.bitwise_and(key, _LOW, out=key).view(np.int64))
+
+
+def _quantile_search(value_at: Any, ws: np.ndarray, roff: np.ndarray, q: float) -> np.ndarray:
+    """:func:`weighted_quantile`'s search in each segment of distinct sorted values (``value_at(i)`` gives
+    them as float64) with their weights ``ws``, vectorised over the segments."""
+    cum = np.empty(ws.size)
+    for s, e in zip(roff[:-1].tolist(), roff[1:].tolist(), strict=True):
+        np.add.accumulate(ws[s:e], out=cum[s:e])  # sequential per area, as np.cumsum of one area
+    areas = roff.size - 1
+    runs = ws.size
     n = np.diff(roff)
     base = roff[:-1]
-    cum = np.empty(runs)
-    for s, e in zip(base.tolist(), roff[1:].tolist(), strict=True):
-        np.add.accumulate(ws[s:e], out=cum[s:e])  # sequential per area, as np.cumsum of one area
     has = n > 0
     last = np.where(has, roff[1:] - 1, 0)
     target = q * cum[last] * (n - 1)
@@ -330,10 +419,10 @@ def _weighted_medians(v: np.ndarray, raw: np.ndarray, w: np.ndarray, offsets: np
     right = np.minimum(base + lo, runs - 1)
     left = np.maximum(base + lo - 1, 0)
     s_left, s_right = s_at(np.maximum(lo - 1, 0)), s_at(lo)
+    x_left, x_right, x_first, x_last = value_at(np.stack([left, right, np.minimum(base, runs - 1), last]))
     with np.errstate(all="ignore"):
-        interp = xs[left] + (target - s_left) * (xs[right] - xs[left]) / (s_right - s_left)
-    first = xs[np.minimum(base, runs - 1)]
-    med = np.where(lo == 0, first, np.where(lo == n, xs[last], interp))
+        interp = x_left + (target - s_left) * (x_right - x_left) / (s_right - s_left)
+    med = np.where(lo == 0, x_first, np.where(lo == n, x_last, interp))
     return np.where(has, med, np.nan)
 
 

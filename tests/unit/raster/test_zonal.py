@@ -93,22 +93,43 @@ def test_an_area_without_valid_cells_has_no_radiance_but_an_area():
     assert m["valid_fraction"] == 0.0 and m["area_km2"] > 0
 
 
-@pytest.mark.parametrize("kind", ["float32", "ties", "signed zeros", "float64", "uint16"])
+def _ties_of_every_kind(values, weights):
+    """Make each area hold a partly covered cell equal to a fully covered one, two equal fully covered
+    cells and two equal partly covered cells (values stay otherwise continuous: few ties)."""
+    flat = values.reshape(-1)
+    for w in weights:
+        part, full = w.cells[w.coverage < 1.0], w.cells[w.coverage == 1.0]
+        if part.size >= 3 and full.size >= 3:
+            flat[full[0]], flat[full[2]], flat[part[2]] = flat[part[0]], flat[full[1]], flat[part[1]]
+
+
+KINDS = ["float32", "few ties", "many ties", "halves", "signed zeros", "inf and -nan", "float64", "uint16"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
+    shapes = [*SHAPES, box(10.1, 4.0, 10.3, 4.2), box(10.0001, 4.9999, 10.0002, 4.9998)]
+    weights = coverage_weights(shapes, GRID)
     values = _raster(5)
-    if kind == "ties":
+    if kind == "few ties":
+        _ties_of_every_kind(values, weights)
+    elif kind == "many ties":  # VNP46A2 radiance is stored in steps of 0.1
+        values = (np.round(values * 10) / 10).astype(np.float32)
+    elif kind == "halves":
         values = np.round(values * 2) / 2
     elif kind == "signed zeros":
         values = values - 2.0
         values[::3, ::2] = -0.0
         values[1::3, ::2] = 0.0
+    elif kind == "inf and -nan":  # neither counts as a value
+        values[::7, ::3] = np.inf
+        values[np.isnan(values)] = -np.float32("nan")
     elif kind == "float64":
         values = values.astype(np.float64) * np.pi
     elif kind == "uint16":
         values = np.nan_to_num(values).astype(np.uint16)
-    nights = np.where(np.isnan(_raster(6)), np.nan, 3.0).astype(np.float32)
-    shapes = [*SHAPES, box(10.1, 4.0, 10.3, 4.2), box(10.0001, 4.9999, 10.0002, 4.9998)]
-    weights = coverage_weights(shapes, GRID)
+    nights = np.random.default_rng(6).integers(0, 31, GRID.shape).astype(np.float32)
+    nights[np.isnan(_raster(6))] = np.nan
     values[GRID.height - 140 :, :40] = np.nan if values.dtype.kind == "f" else values[0, 0]  # one area all NaN
     got = zonal_metrics_many(values, stack_weights(weights), threshold=1.0, nights=nights)
     for w, m in zip(weights, got, strict=True):
@@ -122,7 +143,20 @@ def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
         else:
             assert m["sum_radiance"] is None and m["median_radiance"] is None
         assert m["valid_area_km2"] == float(np.sum(c * a))
+        n = nights.reshape(-1)[w.cells].astype(np.float64)
+        known = np.isfinite(n)
+        ck = w.coverage[known]
+        assert m["mean_valid_nights"] == float(np.sum(ck * n[known])) / float(np.sum(ck))
         assert m == zonal_metrics(values, w, threshold=1.0, nights=nights)
+
+
+def test_the_median_equals_exactextract_with_ties_between_partly_and_fully_covered_cells():
+    weights = coverage_weights(SHAPES, GRID)
+    for values in (_raster(7), (np.round(_raster(8) * 10) / 10).astype(np.float32)):
+        _ties_of_every_kind(values, weights)
+        ref = _exactextract(values, SHAPES, ["median"])
+        for w, (_, row) in zip(weights, ref.iterrows(), strict=True):
+            assert zonal_metrics(values, w, threshold=1.0)["median_radiance"] == pytest.approx(row["median"], rel=1e-6)
 
 
 def test_weights_of_different_grids_cannot_be_stacked():
@@ -142,10 +176,15 @@ def test_weighted_quantile_matches_the_type_7_quantile_with_equal_weights():
 
 def test_weights_survive_serialisation_and_the_cache_is_bounded():
     w = coverage_weights(SHAPES[:1], snap((11.0, 3.9, 11.5, 4.4), 0.01))[0]
-    back = CoverageWeights.from_bytes(w.to_bytes())
+    data = w.to_bytes()
+    back = CoverageWeights.from_bytes(data)
     np.testing.assert_array_equal(back.cells, w.cells)
     np.testing.assert_array_equal(back.coverage, w.coverage)
+    np.testing.assert_array_equal(back.cell_area_km2, w.cell_area_km2)
     assert back.grid_digest == w.grid_digest
+    for bad in (data[:-8], data + bytes(8), b"PK\x03\x04" + data[4:], b""):
+        with pytest.raises(ValueError, match="coverage weights"):
+            CoverageWeights.from_bytes(bad)
     cache = WeightCache(max_entries=2)
     for k in ("a", "b", "c"):
         cache.put(k, w)
