@@ -67,7 +67,7 @@ async def _collect_wind(
     mirrors = src.mirror_urls()
     async with WindCollector(services, cfg, retry=retry, progress=progress) as collector:
         found = await latest_complete_cycle(
-            collector.engine, mirrors, cfg.forecast_hours, src.gfs_grid, now=now, lookback=src.gfs_lookback_cycles
+            collector, mirrors, cfg.forecast_hours, src.gfs_grid, now=now, lookback=src.gfs_lookback_cycles
         )
         if found is None:
             raise _no_cycle(mirrors, src.gfs_lookback_cycles)

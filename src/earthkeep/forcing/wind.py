@@ -1,10 +1,10 @@
 """Collect GFS 10 m wind files: claim, plan from the inventory, fetch, decode-check, store, record.
 
-Per file, mirrors are tried in priority order: the ``.idx`` is fetched through
-the transfer engine, the wanted messages are fetched as merged byte ranges into
-a local staging directory (one ``GET`` each: the ranges come from the ``.idx``,
-so the engine needs no ``HEAD`` first and checks the answer's ``Content-Range``
-instead), the result is decoded with eccodes
+Per file, mirrors are tried in priority order: the ``.idx`` (read when planning
+found the cycle complete, else fetched through the transfer engine) gives the
+byte ranges of the wanted messages, fetched merged into a local staging
+directory (one ``GET``: the ranges come from the ``.idx``, so the engine needs
+no ``HEAD`` first and checks the answer's ``Content-Range`` instead), the result is decoded with eccodes
 (:func:`earthkeep.raster.grib.check_grib`: exactly the wanted messages, on the
 expected grid, with plausible values), then handed to the real store (a rename
 when it is local) and recorded: catalog item + ``aggregator_datasets`` row,
@@ -79,8 +79,8 @@ def catalogued(services: Services, files: Sequence[GfsFile]) -> set[str]:
 class WindCollector:
     """Fetches GFS files into ``services.store`` through a transfer engine on a staging directory.
 
-    Use as ``async with WindCollector(...) as collector:``; :attr:`engine` also
-    serves the planning probes (:func:`~earthkeep.sources.gfs.latest_complete_cycle`).
+    Use as ``async with WindCollector(...) as collector:``; it is also what
+    planning reads inventories with (:func:`~earthkeep.sources.gfs.latest_complete_cycle`).
     """
 
     def __init__(
@@ -101,6 +101,7 @@ class WindCollector:
         self._exit = contextlib.AsyncExitStack()
         self._stage: StagingDir | None = None
         self._engine: TransferEngine | None = None
+        self._inventories: dict[str, str] = {}
 
     async def __aenter__(self) -> WindCollector:
         tmp = self._exit.enter_context(tempfile.TemporaryDirectory(prefix="earthkeep-gfs-"))
@@ -121,6 +122,12 @@ class WindCollector:
         if self._engine is None:
             raise RuntimeError("use WindCollector as an async context manager")
         return self._engine
+
+    @property
+    def stage(self) -> StagingDir:
+        if self._stage is None:
+            raise RuntimeError("use WindCollector as an async context manager")
+        return self._stage
 
     async def collect(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
         """Fetch every file not yet catalogued and not leased by another collector; one outcome per file."""
@@ -144,7 +151,7 @@ class WindCollector:
 
     async def _fetch_all(self, files: Sequence[GfsFile], mirrors: dict[str, str]) -> list[FileOutcome]:
         gate = asyncio.Semaphore(self.cfg.sources.gfs_concurrency)
-        engine, stage = self.engine, cast("StagingDir", self._stage)
+        engine, stage = self.engine, self.stage
 
         async def one(f: GfsFile) -> FileOutcome:
             async with gate:
@@ -166,15 +173,31 @@ class WindCollector:
             return FileOutcome(f.file_id, "stored", nbytes, name)
         return FileOutcome(f.file_id, "failed", error="; ".join(errors) or "no configured mirror keeps files this old")
 
-    async def _fetch_one(self, engine: TransferEngine, stage: StagingDir, f: GfsFile, base: str) -> int:
-        tag = uuid.uuid4().hex[:12]
-        idx_key, grib_key = f"idx/{tag}.idx", f"grib/{tag}.grib2"
+    async def inventory(self, url: str) -> str:
+        """The text of the ``.idx`` at ``url`` (:class:`NotFound` when it is not published).
+
+        Planning reads every inventory of a cycle to know it is complete; the
+        text is kept, so that the file's byte-range plan needs no second request.
+        """
+        text = await self._read_inventory(url)
+        self._inventories[url] = text
+        return text
+
+    async def _read_inventory(self, url: str) -> str:
+        key = f"idx/{uuid.uuid4().hex[:12]}.idx"
+        path = self.stage.path(key)
         try:
-            await engine.fetch(
-                TransferRequest(url=f.idx_url(base), key=idx_key, content_type="text/plain", probe=False)
-            )
-            idx_text = stage.path(idx_key).read_text(errors="replace")
-            plan = plan_ranges(idx_text, self.cfg.sources.gfs_patterns, where=f.idx_url(base))
+            await self.engine.fetch(TransferRequest(url=url, key=key, content_type="text/plain", probe=False))
+            return await asyncio.to_thread(path.read_text, errors="replace")
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def _fetch_one(self, engine: TransferEngine, stage: StagingDir, f: GfsFile, base: str) -> int:
+        grib_key = f"grib/{uuid.uuid4().hex[:12]}.grib2"
+        try:
+            idx_url = f.idx_url(base)
+            idx_text = self._inventories.pop(idx_url, None) or await self._read_inventory(idx_url)
+            plan = plan_ranges(idx_text, self.cfg.sources.gfs_patterns, where=idx_url)
             req = TransferRequest(
                 url=f.url(base),
                 key=grib_key,
@@ -188,8 +211,7 @@ class WindCollector:
             await self._keep(f, stage.path(grib_key), result.sha256, result.size, base, plan)
             return result.size
         finally:
-            for key in (idx_key, grib_key):
-                stage.path(key).unlink(missing_ok=True)
+            stage.path(grib_key).unlink(missing_ok=True)  # gone already unless something failed
 
     def _check(self, path: Path, plan: RangePlan) -> None:
         expected = [(e.variable, _type_of_level(e.level), _level_value(e.level)) for e in plan.messages]

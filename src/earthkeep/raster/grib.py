@@ -220,45 +220,57 @@ def _summarise(path: Path, h: Any, number: int, spec: LatLonGrid) -> GribMessage
     grid_errors = _grid_errors(h, spec)
     if grid_errors:
         raise IntegrityError(f"{path}: message {number} is not on the {spec.name} grid: {'; '.join(grid_errors)}")
-    short_name = str(ec.codes_get(h, "shortName"))
-    values = np.asarray(ec.codes_get_values(h), dtype=float)
-    if ec.codes_get(h, "bitmapPresent"):
-        values = values[values != ec.codes_get(h, "missingValue")]
-    if values.size and not np.isfinite(values).all():
-        raise IntegrityError(f"{path}: message {number} holds non-finite values")
+    minimum, maximum = _value_range(path, h, number)
+    short_name = ec.codes_get_string(h, "shortName")
     return GribMessage(
         number=number,
         offset=_long(h, "offset"),
         length=_long(h, "totalLength"),
         name=NCEP_NAMES.get(_param(h), short_name),
         short_name=short_name,
-        cf_name=str(ec.codes_get(h, "cfVarName")),
-        type_of_level=str(ec.codes_get(h, "typeOfLevel")),
+        cf_name=ec.codes_get_string(h, "cfVarName"),
+        type_of_level=ec.codes_get_string(h, "typeOfLevel"),
         level=_long(h, "level"),
-        step_range=str(ec.codes_get(h, "stepRange")),
-        minimum=float(values.min()) if values.size else math.nan,
-        maximum=float(values.max()) if values.size else math.nan,
+        step_range=ec.codes_get_string(h, "stepRange"),
+        minimum=minimum,
+        maximum=maximum,
     )
 
 
+def _value_range(path: Path, h: Any, number: int) -> tuple[float, float]:
+    """Decode every value of the message (a damaged packed stream fails here or gives absurd values) and
+    return their minimum and maximum, in two passes over the array: a NaN or an infinity shows in them."""
+    values = ec.codes_get_values(h)
+    if _long(h, "bitmapPresent"):
+        values = values[values != ec.codes_get_double(h, "missingValue")]
+    if not values.size:
+        return math.nan, math.nan
+    low, high = float(values.min()), float(values.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise IntegrityError(f"{path}: message {number} holds non-finite values")
+    return low, high
+
+
 def _grid_errors(h: Any, spec: LatLonGrid) -> list[str]:
-    errors = []
-    grid_type = ec.codes_get(h, "gridType")
+    grid_type = ec.codes_get_string(h, "gridType")
     if grid_type != "regular_ll":
         return [f"gridType is {grid_type}, expected regular_ll"]
-    wanted = {
-        "Ni": spec.ni,
-        "Nj": spec.nj,
-        "latitudeOfFirstGridPointInDegrees": 90.0,
-        "longitudeOfFirstGridPointInDegrees": 0.0,
-        "latitudeOfLastGridPointInDegrees": -90.0,
-        "longitudeOfLastGridPointInDegrees": spec.lon_last,
-        "iDirectionIncrementInDegrees": spec.step,
-        "jDirectionIncrementInDegrees": spec.step,
-    }
-    for key, value in wanted.items():
-        got = ec.codes_get(h, key)
-        if not math.isclose(float(got), float(value), abs_tol=1e-6):
+    errors = [
+        f"{key} is {got}, expected {value}"
+        for key, value in (("Ni", spec.ni), ("Nj", spec.nj))
+        if (got := _long(h, key)) != value
+    ]
+    wanted = (
+        ("latitudeOfFirstGridPointInDegrees", 90.0),
+        ("longitudeOfFirstGridPointInDegrees", 0.0),
+        ("latitudeOfLastGridPointInDegrees", -90.0),
+        ("longitudeOfLastGridPointInDegrees", spec.lon_last),
+        ("iDirectionIncrementInDegrees", spec.step),
+        ("jDirectionIncrementInDegrees", spec.step),
+    )
+    for key, value in wanted:
+        got = ec.codes_get_double(h, key)
+        if not math.isclose(got, value, abs_tol=1e-6):
             errors.append(f"{key} is {got}, expected {value}")
     return errors
 

@@ -3,9 +3,11 @@
 The provider is data: the mirrors in priority order (base URLs overridable by
 settings, so the testbed can stand in), the file name template that formats and
 parses, and the date the archive layout changed. The code below only plans:
-it asks the transfer engine whether inventories exist (``HEAD``), reads an
-inventory, and turns it into byte ranges of the wanted messages (adjacent
-ranges merged, the last message of a file open-ended). The engine fetches.
+it asks for the inventories of a cycle (an hour is published once its ``.idx``
+is; the caller fetches them through the transfer engine and keeps their text
+for the plans), and turns an inventory into byte ranges of the wanted messages
+(adjacent ranges merged, the last message of a file open-ended). The engine
+fetches.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -47,8 +49,10 @@ MIRRORS: dict[str, Mirror] = {  # priority order
 CYCLE_HOURS = (0, 6, 12, 18)
 # The "atmos" directory appeared with GFS v16 (first cycle 2021-03-22 12 UTC).
 LAYOUTS: tuple[tuple[datetime, str], ...] = (
-    (datetime(2021, 3, 22, 12, tzinfo=UTC),
-     "gfs.{cycle:%Y%m%d}/{cycle:%H}/atmos/gfs.t{cycle:%H}z.pgrb2.{grid}.f{hour:03d}"),
+    (
+        datetime(2021, 3, 22, 12, tzinfo=UTC),
+        "gfs.{cycle:%Y%m%d}/{cycle:%H}/atmos/gfs.t{cycle:%H}z.pgrb2.{grid}.f{hour:03d}",
+    ),
     (datetime.min.replace(tzinfo=UTC), "gfs.{cycle:%Y%m%d}/{cycle:%H}/gfs.t{cycle:%H}z.pgrb2.{grid}.f{hour:03d}"),
 )
 FILE_ID = re.compile(r"^gfs\.(?P<date>\d{8})\.(?P<cycle>\d{2})\.(?P<grid>\dp\d\d)\.f(?P<hour>\d{3})$")
@@ -89,8 +93,10 @@ class GfsFile:
     @property
     def store_key(self) -> str:
         """Where the subset is kept: ``forcing/gfs/gfs.YYYYMMDD/HH/gfs.tHHz.pgrb2.<grid>.fFFF.grib2``."""
-        return f"{STORE_PREFIX}/gfs.{self.cycle:%Y%m%d}/{self.cycle:%H}/gfs.t{self.cycle:%H}z.pgrb2.{self.grid}" \
-               f".f{self.hour:03d}.grib2"
+        return (
+            f"{STORE_PREFIX}/gfs.{self.cycle:%Y%m%d}/{self.cycle:%H}/gfs.t{self.cycle:%H}z.pgrb2.{self.grid}"
+            f".f{self.hour:03d}.grib2"
+        )
 
     def url(self, base_url: str) -> str:
         return f"{base_url.rstrip('/')}/{self.path}"
@@ -108,10 +114,10 @@ class GfsFile:
         return cls(cycle, int(m["hour"]), m["grid"])
 
 
-class Prober(Protocol):
-    """What planning needs of the transfer engine: ``head(url)`` raising NotFound on 404."""
+class Inventories(Protocol):
+    """What planning needs of its caller: ``inventory(url)``, the text of an ``.idx``, raising NotFound on 404."""
 
-    async def head(self, url: str, *, headers: Mapping[str, str] | None = None) -> Any: ...
+    async def inventory(self, url: str) -> str: ...
 
 
 def floor_cycle(t: datetime) -> datetime:
@@ -131,36 +137,44 @@ def mirrors_for(cycle: datetime, mirrors: Mapping[str, str], now: datetime) -> d
     return {name: url for name, url in mirrors.items() if MIRRORS[name].keeps(cycle, now)}
 
 
-async def has_idx(prober: Prober, base_url: str, f: GfsFile) -> bool:
+async def has_idx(inventories: Inventories, base_url: str, f: GfsFile) -> bool:
     """True when the mirror publishes ``f``'s inventory (the file is complete once its .idx is there)."""
     try:
-        await prober.head(f.idx_url(base_url))
+        await inventories.inventory(f.idx_url(base_url))
     except NotFound:
         return False
     return True
 
 
-async def cycle_complete(prober: Prober, base_url: str, cycle: datetime, hours: Sequence[int], grid: str,
-                         *, concurrency: int = 8) -> bool:
+async def cycle_complete(
+    inventories: Inventories, base_url: str, cycle: datetime, hours: Sequence[int], grid: str, *, concurrency: int = 8
+) -> bool:
     """True when every expected hour's inventory is on the mirror (the last hour is asked first)."""
     files = [GfsFile(cycle, h, grid) for h in sorted(hours)]
-    if not await has_idx(prober, base_url, files[-1]):
+    if not await has_idx(inventories, base_url, files[-1]):
         return False
     gate = asyncio.Semaphore(concurrency)
 
     async def one(f: GfsFile) -> bool:
         async with gate:
-            return await has_idx(prober, base_url, f)
+            return await has_idx(inventories, base_url, f)
 
     return all(await asyncio.gather(*(one(f) for f in files[:-1])))
 
 
-async def latest_complete_cycle(prober: Prober, mirrors: Mapping[str, str], hours: Sequence[int], grid: str, *,
-                                now: datetime, lookback: int) -> tuple[datetime, str] | None:
+async def latest_complete_cycle(
+    inventories: Inventories,
+    mirrors: Mapping[str, str],
+    hours: Sequence[int],
+    grid: str,
+    *,
+    now: datetime,
+    lookback: int,
+) -> tuple[datetime, str] | None:
     """The newest cycle some mirror holds completely, and that mirror's name; None when there is none."""
     for cycle in candidate_cycles(now, lookback):
         for name, url in mirrors_for(cycle, mirrors, now).items():
-            if await cycle_complete(prober, url, cycle, hours, grid):
+            if await cycle_complete(inventories, url, cycle, hours, grid):
                 log.info("gfs.latest_complete", cycle=cycle.isoformat(), mirror=name)
                 return cycle, name
     return None

@@ -29,15 +29,24 @@ def test_paths_follow_the_layout_of_the_cycle_date() -> None:
     f = GfsFile(C, 3)
     assert f.path == emulator.relative_path(C, 3) == "gfs.20240101/06/atmos/gfs.t06z.pgrb2.0p25.f003"
     assert GfsFile(datetime(2020, 5, 1, 12, tzinfo=UTC), 120, "1p00").path == (
-        "gfs.20200501/12/gfs.t12z.pgrb2.1p00.f120")
+        "gfs.20200501/12/gfs.t12z.pgrb2.1p00.f120"
+    )
     assert f.idx_url("https://noaa-gfs-bdp-pds.s3.amazonaws.com/") == (
-        "https://noaa-gfs-bdp-pds.s3.amazonaws.com/gfs.20240101/06/atmos/gfs.t06z.pgrb2.0p25.f003.idx")
+        "https://noaa-gfs-bdp-pds.s3.amazonaws.com/gfs.20240101/06/atmos/gfs.t06z.pgrb2.0p25.f003.idx"
+    )
     assert GfsFile.parse(f.file_id) == f and f.valid_time == C + timedelta(hours=3)
     assert f.store_key == "forcing/gfs/gfs.20240101/06/gfs.t06z.pgrb2.0p25.f003.grib2"
 
 
-@pytest.mark.parametrize("bad", [lambda: GfsFile(C.replace(hour=5), 0), lambda: GfsFile(C, 385),
-                                 lambda: GfsFile(C.replace(tzinfo=None), 0), lambda: GfsFile.parse("gfs.x")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: GfsFile(C.replace(hour=5), 0),
+        lambda: GfsFile(C, 385),
+        lambda: GfsFile(C.replace(tzinfo=None), 0),
+        lambda: GfsFile.parse("gfs.x"),
+    ],
+)
 def test_bad_files_are_refused(bad) -> None:
     with pytest.raises(InvalidInput):
         bad()
@@ -83,17 +92,17 @@ def test_inventories_that_cannot_be_used_are_integrity_errors(grib: Path) -> Non
         plan_ranges("<html>Not Found</html>\n", WIND)
 
 
-class FakeProber:
-    """Answers HEAD for the URLs it holds; NotFound otherwise."""
+class FakeInventories:
+    """Answers an inventory for the URLs it holds; NotFound otherwise."""
 
     def __init__(self, urls: set[str]) -> None:
         self.urls, self.asked = urls, []
 
-    async def head(self, url: str, *, headers=None) -> object:
+    async def inventory(self, url: str) -> str:
         self.asked.append(url)
         if url not in self.urls:
             raise NotFound(url)
-        return object()
+        return "1:0:d=2024010100:UGRD:10 m above ground:anl:\n"
 
 
 def test_latest_complete_cycle_needs_every_idx_on_one_mirror() -> None:
@@ -101,9 +110,10 @@ def test_latest_complete_cycle_needs_every_idx_on_one_mirror() -> None:
     newer, older = C + timedelta(hours=6), C
     urls = {GfsFile(older, h, "1p00").idx_url("http://a") for h in hours}
     urls |= {GfsFile(newer, h, "1p00").idx_url("http://a") for h in (0, 6)}  # f003 missing
-    prober = FakeProber(urls)
-    found = asyncio.run(latest_complete_cycle(prober, {"aws": "http://a"}, hours, "1p00",
-                                              now=newer + timedelta(hours=5), lookback=4))
+    prober = FakeInventories(urls)
+    found = asyncio.run(
+        latest_complete_cycle(prober, {"aws": "http://a"}, hours, "1p00", now=newer + timedelta(hours=5), lookback=4)
+    )
     assert found == (older, "aws")
     # The last hour is asked first: a cycle still being published costs one request.
     prober.asked.clear()
@@ -118,5 +128,5 @@ def test_subset_idx_is_the_inventory_of_the_fetched_bytes(grib: Path, tmp_path: 
     plan = plan_ranges(grib.with_name(grib.name + ".idx").read_text(), patterns)
     raw = grib.read_bytes()
     subset = tmp_path / "subset.grib2"
-    subset.write_bytes(b"".join(raw[a:(b + 1 if b is not None else None)] for a, b in plan.ranges))
+    subset.write_bytes(b"".join(raw[a : (b + 1 if b is not None else None)] for a, b in plan.ranges))
     assert plan.subset_idx() == inventory(subset)
