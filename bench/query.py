@@ -11,7 +11,7 @@ Redis cache) against the peer: the same answer computed from raw rows with
 
 * station-month: aggregate, and time series of hourly buckets (goal p95 <= 20 ms)
 * station-year:  aggregate, and time series of daily buckets
-* the station-month hourly series through the HTTP API (in-process ASGI client)
+* the station-month hourly series through the HTTP API (`earthkeep serve` in its own process)
 
     .venv/bin/python bench/query.py [--stations 116] [--iterations 200]
 """
@@ -147,7 +147,7 @@ def main() -> None:
             p50, p95 = timed(peer, max(20, args.iterations // 10))
             print(f"{label:<26}{o50:>14.1f}{o95:>8.1f}{p50:>14.1f}{p95:>8.1f}{p95 / o95:>10.0f}x")
         http50, http95 = http_month(engine, pg, station, month_lo, month_hi, args.iterations, None)
-        print(f"{'same 1h series via HTTP':<26}{http50:>14.1f}{http95:>8.1f}   (FastAPI in-process, no cache)")
+        print(f"{'same 1h series via HTTP':<26}{http50:>14.1f}{http95:>8.1f}   (earthkeep serve, no cache)")
         with RedisServer() as redis:
             hit50, hit95 = http_month(engine, pg, lambda: "ST0001", month_lo, month_hi, args.iterations, redis.url)
         print(f"{'same, Redis cache hit':<26}{hit50:>14.1f}{hit95:>8.1f}")
@@ -158,33 +158,35 @@ def main() -> None:
 
 def http_month(engine: Any, pg: PostgresServer, station: Callable[[], str], lo: datetime, hi: datetime,
                iterations: int, redis_url: str | None) -> tuple[float, float]:
+    """The series through ``earthkeep serve --role api`` in its own process (uvicorn), over loopback HTTP."""
+    import subprocess
+    import sys
     import tempfile
-    from pathlib import Path
 
-    from fastapi.testclient import TestClient
+    import httpx
 
-    from earthkeep.api.app import create_app
-    from earthkeep.api.routers.ingest import router
-    from earthkeep.config import load_settings
-    from earthkeep.ingest.runtime import runtime_for
-    from earthkeep.ingest.settings import IngestSettings
-    from earthkeep.runtime import Services
-    from earthkeep.store.obstore import ObstoreStore
+    from earthkeep.testbed.servers import free_port, port_open, wait_until
 
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        services = Services.open(load_settings(catalog={"database_url": pg.url_for("query_bench")}),
-                                 store=ObstoreStore.local(Path(tmp)))
-        runtime_for(services, IngestSettings(redis_url=redis_url))
-        app = create_app(services=services)
-        if not any(getattr(r, "original_router", r) is router or getattr(r, "path", None) == "/observations"
-                   for r in app.routes):
-            app.include_router(router)
-        params = {"start": lo.isoformat(), "end": hi.isoformat(), "interval": "1h"}
-        with TestClient(app) as client:
-            result = timed(lambda: client.get(f"/weather/timeseries/{station()}", params=params).raise_for_status(),
-                           iterations)
-        services.close()
-    return result
+        env = {**os.environ, "DATABASE_URL": pg.url_for("query_bench"), "EARTHKEEP_STORE_DIR": f"{tmp}/store",
+               "LOG_LEVEL": "WARNING", "REDIS_URL": redis_url or ""}
+        proc = subprocess.Popen([sys.executable, "-m", "earthkeep.cli.main", "serve", "--role", "api",
+                                 "--port", str(port)], env=env, cwd=tmp, stdout=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: port_open(port), timeout=60, what="earthkeep serve")
+            params = {"start": lo.isoformat(), "end": hi.isoformat(), "interval": "1h"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
+                def get() -> None:
+                    r = client.get(f"/weather/timeseries/{station()}", params=params)
+                    r.raise_for_status()
+                    assert r.headers["x-cache"] == ("hit" if redis_url else "miss") or redis_url, r.headers
+
+                get()  # connect once
+                return timed(get, iterations)
+        finally:
+            proc.terminate()
+            proc.wait(30)
 
 
 if __name__ == "__main__":

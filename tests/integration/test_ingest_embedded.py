@@ -221,3 +221,33 @@ def test_generator_start_status_stop(client, services):
     assert count(services.engine, "ingest_observations") == status["extra"]["distinct_valid_sent"]
     assert client.post("/generator/stop", headers=h).json()["running"] is False
     assert len(client.get("/stations").json()["stations"]) == len(STATIONS) + 3
+
+
+def test_hourly_series_equals_the_raw_rows_and_slow_queries_time_out(services, db_url):
+    """The 1h series (rollup rows, binary fetch on PostgreSQL) matches the raw rows; a timeout is a QueryTimeout."""
+    from earthkeep.ingest import queries
+
+    engine = services.engine
+    from earthkeep.ingest.models import Obs
+    from earthkeep.ingest.writer import ObservationWriter
+
+    rows = [Obs("PANC", T0 + timedelta(minutes=10 * i), (i % 13) * 1.5, None, 990.0 + i % 5) for i in range(6 * 24)]
+    ObservationWriter(engine).write(rows)  # raw rows and the rollup, as the collector writes them
+    series = queries.timeseries(engine, "PANC", start=T0, end=T0 + timedelta(days=1), interval="1h")
+    assert series["source"] == "rollup" and len(series["buckets"]) == 24
+    for hour, bucket in enumerate(series["buckets"]):
+        mine = [r for r in rows if r.ts.hour == hour]
+        temps = [r.temperature for r in mine]
+        assert bucket["start"] == (T0 + timedelta(hours=hour)).isoformat().replace("+00:00", "Z")
+        assert bucket["count"] == len(mine) == 6
+        assert bucket["temperature"] == {"min": min(temps), "max": max(temps), "avg": pytest.approx(sum(temps) / 6),
+                                         "count": 6}
+        assert bucket["humidity"] == {"min": None, "max": None, "avg": None, "count": 0}
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:  # enough raw rows that no 5-minute series over them finishes within 1 ms
+        conn.execute(text("INSERT INTO ingest_observations (station_id, ts, temperature) "
+                          "SELECT 'KSEA', :t0 + make_interval(secs => s), 1.0 FROM generate_series(1, 300000) s "
+                          "ON CONFLICT DO NOTHING"), {"t0": T0 + timedelta(days=2)})
+    with pytest.raises(queries.QueryTimeout, match="longer than 1 ms"):
+        queries.timeseries(engine, "KSEA", start=T0, end=T0 + timedelta(days=10), interval="5m", timeout_ms=1)

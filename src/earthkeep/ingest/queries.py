@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, cast, func, literal_column, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from earthkeep.catalog.cursor import decode_cursor, encode_cursor
 from earthkeep.catalog.db import translate_errors
@@ -210,14 +210,42 @@ def timeseries(engine: Engine, station_id: str, *, start: datetime, end: datetim
     q = _rollup_buckets(engine, station_id, lo, hi, seconds, timescale) if use_rollup else \
         _raw_buckets(engine, station_id, lo, hi, seconds, timescale)
     with limited(engine, timeout_ms) as conn:
-        buckets = [_bucket_json(r) for r in conn.execute(q).all()]
+        buckets = [_bucket_json(r) for r in _rows(conn, q)]
     return {"station_id": station_id, "interval": interval, "start": iso(lo), "end": iso(hi),
             "source": "rollup" if use_rollup else "raw", "buckets": buckets}
+
+
+def _rows(conn: Connection, stmt: Any) -> list[Any]:
+    """All rows of ``stmt``; on PostgreSQL in the binary protocol.
+
+    A month of hourly buckets is 720 rows of 26 numbers: psycopg decodes them
+    about 3x faster from binary than from text, and skipping SQLAlchemy's row
+    processing halves the rest (the statement only binds text and aware UTC
+    datetimes, which need no bind processing on PostgreSQL).
+    """
+    if conn.dialect.name != "postgresql":
+        return list(conn.execute(stmt).all())
+    import psycopg
+
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    dbapi: Any = conn.connection.driver_connection
+    try:
+        with dbapi.cursor(binary=True) as cur:
+            cur.execute(compiled.string, params)
+            return cur.fetchall()
+    except psycopg.Error as e:  # as SQLAlchemy would raise it, so timeouts and outages are translated the same
+        raise DBAPIError.instance(compiled.string, params, e, psycopg.Error) from e
 
 
 def _rollup_buckets(engine: Engine, station_id: str, lo: datetime, hi: datetime, seconds: int,
                     timescale: bool) -> Any:
     h = hourly.c
+    if seconds == HOUR:  # one rollup row is one bucket: no grouping to do
+        cols = [h.hour.label("bucket"), h.n]
+        for m in MEASURE_NAMES:
+            cols += [h[f"{m}_min"], h[f"{m}_max"], h[f"{m}_sum"], h[f"{m}_count"]]
+        return select(*cols).where(h.station_id == station_id, h.hour >= lo, h.hour < hi).order_by(h.hour)
     b = bucket_expr(engine, h.hour, seconds, timescale=timescale).label("bucket")
     cols = [b, func.sum(h.n)]
     for m in MEASURE_NAMES:
