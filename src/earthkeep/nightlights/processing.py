@@ -227,15 +227,16 @@ async def area_weights(services: Services, area: Area, grid: Grid) -> CoverageWe
     its stored weights (:func:`purge_objects`). An unreadable stored copy is computed again.
     """
     cache: WeightCache = services.extras.setdefault("nightlights.weights", WeightCache())
-    digest = f"{geometry_digest(area.geom)}-{grid.digest()}"
+    grid_digest = grid.digest()
+    digest = f"{geometry_digest(area.geom)}-{grid_digest}"
     cached = cache.get((area.id, digest))
     if cached is not None:
         return cached
     key = keys.weights_key(area.id, digest)
     try:
         weights = CoverageWeights.from_bytes(await services.store.get(key))
-        if weights.grid_digest != grid.digest():
-            raise ValueError(f"weights of grid {weights.grid_digest}, expected {grid.digest()}")
+        if weights.grid_digest != grid_digest:
+            raise ValueError(f"weights of grid {weights.grid_digest}, expected {grid_digest}")
     except (NotFound, ValueError) as exc:
         if isinstance(exc, ValueError):
             log.warning("nightlights.weights_unreadable", key=key, error=str(exc))
