@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.ingest.broker import Broker
 from earthkeep.ingest.deadletters import record_dead_letters
-from earthkeep.ingest.models import Malformed, Rejection, Wire, check_records, parse_line
+from earthkeep.ingest.models import Malformed, Rejection, Wire, check_records, parse_lines
 from earthkeep.ingest.stations import StationDirectory
 
 log = structlog.get_logger(__name__)
@@ -83,18 +83,14 @@ def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Pa
 
 
 def _ndjson(body: bytes) -> Parsed:
-    records: list[Any] = []
+    records, lines = parse_lines(body)
     errors: list[Rejection] = []
-    lines: list[bytes] = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = parse_line(line)
-        if type(record) is Malformed:
-            errors.append(Rejection(len(records), f"line {number}: {record.reason}", None, str(record)))
-            record = _MALFORMED
-        records.append(record)
-        lines.append(line)
+    if any(type(r) is Malformed for r in records):  # rare: say which line of the body it was
+        numbers = [n for n, line in enumerate(body.splitlines(), start=1) if line.strip()]
+        for i, record in enumerate(records):
+            if type(record) is Malformed:
+                errors.append(Rejection(i, f"line {numbers[i]}: {record.reason}", None, str(record)))
+                records[i] = _MALFORMED
     return Parsed(records, errors, lines)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from earthkeep.ingest.deadletters import record_dead_letters
 from earthkeep.ingest.dedupe import DedupeCache
 from earthkeep.ingest.jetstream import TRACE_HEADER, PullFetcher
-from earthkeep.ingest.models import Obs, Rejection, parse_line, validate_records
+from earthkeep.ingest.models import Obs, Rejection, parse_lines, validate_records
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stats import ConsumerStats
 from earthkeep.ingest.writer import ObservationWriter
@@ -131,9 +131,9 @@ class ObservationConsumer:
         records: list[Any] = []
         traces: Counter[str | None] = Counter()
         for m in msgs:
-            lines = m.data.split(b"\n")  # a message is NDJSON: one record, or a chunk (batch mode)
-            traces[(m.headers or {}).get(TRACE_HEADER) or None] += len(lines)
-            records += map(parse_line, lines)
+            decoded, _ = parse_lines(m.data)  # a message is NDJSON: one record, or a chunk (batch mode)
+            traces[(m.headers or {}).get(TRACE_HEADER) or None] += len(decoded)
+            records += decoded
         good, bad = validate_records(records, known_station=_any_station, future_tolerance_s=86400 * 365)
         rows: list[Obs] = []
         batch_keys: set[tuple[str, Any]] = set()

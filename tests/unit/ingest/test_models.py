@@ -128,3 +128,19 @@ def test_malformed_line_is_rejected_with_its_reason():
     checked = check_records([parse_line(b"{nope"), parse_line(b'"text"')], known_station=lambda _: True, now=NOW)
     assert not checked.good and [b.index for b in checked.bad] == [0, 1]
     assert "malformed JSON" in checked.bad[0].reason and "expected a JSON object" in checked.bad[1].reason
+
+
+def test_parse_lines_decodes_a_clean_body_at_once_and_a_mixed_one_line_by_line():
+    import orjson
+
+    from earthkeep.ingest.models import Malformed, Wire, parse_line, parse_lines
+
+    good = [orjson.dumps(rec(timestamp=f"2024-06-01T10:0{i}:00Z")) for i in range(3)]
+    body = good[0] + b"\n\n  \r\n" + good[1] + b"\r\n" + good[2]
+    records, lines = parse_lines(body)
+    assert lines == good and all(type(r) is Wire for r in records)
+    assert records == [parse_line(line) for line in good]
+    mixed = good[0] + b"\n{nope\n" + orjson.dumps(rec(temperature=99.0))
+    records, lines = parse_lines(mixed)
+    assert len(records) == len(lines) == 3
+    assert type(records[0]) is Wire and type(records[1]) is Malformed and records[2]["temperature"] == 99.0
