@@ -21,15 +21,44 @@ from urllib.parse import unquote, urlsplit
 from earthkeep.errors import InvalidInput
 from earthkeep.transfer.urls import check_url
 
-SERVICE_FORMATS = frozenset({"WMS", "WFS", "WCS", "WMTS", "ESRI REST", "ARCGIS GEOSERVICES REST API", "ARCGIS",
-                             "OGC WMS", "OGC WFS", "KMZ SERVICE", "MAPSERVER"})
+SERVICE_FORMATS = frozenset(
+    {
+        "WMS",
+        "WFS",
+        "WCS",
+        "WMTS",
+        "ESRI REST",
+        "ARCGIS GEOSERVICES REST API",
+        "ARCGIS",
+        "OGC WMS",
+        "OGC WFS",
+        "KMZ SERVICE",
+        "MAPSERVER",
+    }
+)
 API_FORMATS = frozenset({"API", "REST", "SOAP", "OPENDAP", "ERDDAP", "JSON API", "QUERY TOOL"})
 PAGE_FORMATS = frozenset({"HTML", "HTM", "WEB PAGE", "WEBPAGE", "LANDING PAGE", "TEXT/HTML"})
-SERVICE_URL = re.compile(r"/arcgis/rest/services|[?&]service=(wms|wfs|wcs)|/(MapServer|FeatureServer|ImageServer)\b",
-                         re.I)
-FORMAT_EXTENSIONS = {"CSV": "csv", "NETCDF": "nc", "ZIP": "zip", "JSON": "json", "GEOJSON": "geojson", "XML": "xml",
-                     "PDF": "pdf", "XLSX": "xlsx", "XLS": "xls", "GEOTIFF": "tif", "TIFF": "tif", "HDF5": "h5",
-                     "KML": "kml", "TXT": "txt", "HTML": "html", "API": "json"}
+SERVICE_URL = re.compile(
+    r"/arcgis/rest/services|[?&]service=(wms|wfs|wcs)|/(MapServer|FeatureServer|ImageServer)\b", re.I
+)
+FORMAT_EXTENSIONS = {
+    "CSV": "csv",
+    "NETCDF": "nc",
+    "ZIP": "zip",
+    "JSON": "json",
+    "GEOJSON": "geojson",
+    "XML": "xml",
+    "PDF": "pdf",
+    "XLSX": "xlsx",
+    "XLS": "xls",
+    "GEOTIFF": "tif",
+    "TIFF": "tif",
+    "HDF5": "h5",
+    "KML": "kml",
+    "TXT": "txt",
+    "HTML": "html",
+    "API": "json",
+}
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 PUBLIC_PLACEHOLDER = "1.1.1.1"  # stands in for a host name until DNS is asked (probe, fetch)
 SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
@@ -141,22 +170,38 @@ def media_type(url: str, mimetype: str | None, fmt: str | None) -> str | None:
 def plan_resource(resource: dict[str, Any], *, max_bytes: int, allow_private: bool) -> AssetPlan:
     """The asset of one CKAN resource dict."""
     url = str(resource.get("url") or "").strip()
-    fmt = (str(resource.get("format") or "").strip() or None)
+    fmt = str(resource.get("format") or "").strip() or None
     mime = resource.get("mimetype") if isinstance(resource.get("mimetype"), str) else None
     size, note = declared_size(resource.get("size"), max_bytes)
     digest = SHA256.match(str(resource.get("hash") or "").strip())
     kind = classify(url, fmt, mime, resource.get("resource_type"))
     refused = "resource has no URL" if not url else refusal(url, allow_private)
     return AssetPlan(
-        url=url, kind=kind, filename=file_name(url, str(resource.get("id") or "r"), fmt),
-        format=fmt[:100] if fmt else None, media_type=media_type(url, mime, fmt), size=size,
-        size_source="api" if size is not None else "none", size_note=note,
-        sha256=digest.group(1).lower() if digest else None, refused=refused,
+        url=url,
+        kind=kind,
+        filename=file_name(url, str(resource.get("id") or "r"), fmt),
+        format=fmt[:100] if fmt else None,
+        media_type=media_type(url, mime, fmt),
+        size=size,
+        size_source="api" if size is not None else "none",
+        size_note=note,
+        sha256=digest.group(1).lower() if digest else None,
+        refused=refused,
     )
 
 
 def plan_link(url: str, parent_filename: str, n: int) -> AssetPlan:
     """The asset of a download link found on a landing page."""
     name = file_name(url, f"{parent_filename[:8]}{n}", None)
-    return AssetPlan(url=url, kind="file", filename=name, format=None, media_type=media_type(url, None, None),
-                     size=None, size_source="none", size_note=None, sha256=None, refused=None)
+    return AssetPlan(
+        url=url,
+        kind="file",
+        filename=name,
+        format=None,
+        media_type=media_type(url, None, None),
+        size=None,
+        size_source="none",
+        size_note=None,
+        sha256=None,
+        refused=None,
+    )

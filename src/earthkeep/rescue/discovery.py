@@ -44,10 +44,19 @@ class DiscoveryRequest:
     def from_settings(cls, s: RescueSettings, payload: dict[str, Any] | None = None) -> DiscoveryRequest:
         """From settings, overridden by a job payload or API body (portal, organizations, groups, tags, ...)."""
         p = payload or {}
-        filters = Filters(tuple(p.get("organizations", s.organizations)), tuple(p.get("groups", s.groups)),
-                          tuple(p.get("tags", s.tags)), str(p.get("query", s.query)))
-        return cls(str(p.get("portal") or s.portal).rstrip("/"), filters, bool(p.get("full", False)),
-                   bool(p.get("sweep", False)), bool(p.get("force", False)))
+        filters = Filters(
+            tuple(p.get("organizations", s.organizations)),
+            tuple(p.get("groups", s.groups)),
+            tuple(p.get("tags", s.tags)),
+            str(p.get("query", s.query)),
+        )
+        return cls(
+            str(p.get("portal") or s.portal).rstrip("/"),
+            filters,
+            bool(p.get("full", False)),
+            bool(p.get("sweep", False)),
+            bool(p.get("force", False)),
+        )
 
 
 def _harvest(s: Session, req: DiscoveryRequest) -> Harvest:
@@ -60,9 +69,16 @@ def _harvest(s: Session, req: DiscoveryRequest) -> Harvest:
     return row
 
 
-def discover(sessions: sessionmaker[Session], settings: RescueSettings, req: DiscoveryRequest, *,
-             allow_private: bool, client: CkanClient | None = None, trace_id: str | None = None,
-             on_page: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def discover(
+    sessions: sessionmaker[Session],
+    settings: RescueSettings,
+    req: DiscoveryRequest,
+    *,
+    allow_private: bool,
+    client: CkanClient | None = None,
+    trace_id: str | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Run discovery (and the sweep when asked); return the run's summary.
 
     ``on_page(listed, reported)`` is called after each page is written (progress displays).
@@ -72,12 +88,21 @@ def discover(sessions: sessionmaker[Session], settings: RescueSettings, req: Dis
     with sessions.begin() as s:
         run = start_run(s, SOURCE, collection=req.portal, trace_id=trace_id)
         harvest = _harvest(s, req)
-        since = None if req.full or harvest.high_water is None else \
-            harvest.high_water - timedelta(seconds=settings.overlap_s)
+        since = (
+            None
+            if req.full or harvest.high_water is None
+            else harvest.high_water - timedelta(seconds=settings.overlap_s)
+        )
     ctx = Context(req.portal, run.id, settings.max_asset_bytes, allow_private)
     total = PageResult()
-    lister = Lister(client, fq=req.filters.fq(), q=req.filters.query, rows=settings.rows,
-                    concurrency=settings.concurrency, since=since)
+    lister = Lister(
+        client,
+        fq=req.filters.fq(),
+        q=req.filters.query,
+        rows=settings.rows,
+        concurrency=settings.concurrency,
+        since=since,
+    )
     try:
         for page in lister.pages():
             with sessions.begin() as s:
@@ -87,8 +112,15 @@ def discover(sessions: sessionmaker[Session], settings: RescueSettings, req: Dis
         gone = _sweep(sessions, settings, req, ctx, client) if req.sweep else None
     except Exception as exc:
         with sessions.begin() as s:
-            finish_run(s, run.id, "failed", records=total.created + total.modified, failed=total.invalid,
-                       error=str(exc)[:2000], details=_details(req, lister, total, since))
+            finish_run(
+                s,
+                run.id,
+                "failed",
+                records=total.created + total.modified,
+                failed=total.invalid,
+                error=str(exc)[:2000],
+                details=_details(req, lister, total, since),
+            )
         log.error("rescue.discover.failed", portal=req.portal, run_id=run.id, error=str(exc))
         raise
     finally:
@@ -105,25 +137,43 @@ def discover(sessions: sessionmaker[Session], settings: RescueSettings, req: Dis
         harvest.last_run_id, harvest.last_run_at = run.id, utcnow()
         if req.sweep:
             harvest.last_sweep_at = utcnow()
-        finish_run(s, run.id, "completed", records=total.created + total.modified + total.returned,
-                   failed=total.invalid + lister.stats.invalid, details=details)
-    log.info("rescue.discover.done", portal=req.portal, run_id=run.id, **{k: v for k, v in details.items()
-                                                                          if isinstance(v, int)})
+        finish_run(
+            s,
+            run.id,
+            "completed",
+            records=total.created + total.modified + total.returned,
+            failed=total.invalid + lister.stats.invalid,
+            details=details,
+        )
+    log.info(
+        "rescue.discover.done",
+        portal=req.portal,
+        run_id=run.id,
+        **{k: v for k, v in details.items() if isinstance(v, int)},
+    )
     return {"run_id": run.id, **details}
 
 
-def _sweep(sessions: sessionmaker[Session], settings: RescueSettings, req: DiscoveryRequest, ctx: Context,
-           client: CkanClient) -> tuple[int, int]:
-    lister = Lister(client, fq=req.filters.fq(), q=req.filters.query, rows=settings.rows,
-                    concurrency=settings.concurrency, fl=SWEEP_FIELDS)
+def _sweep(
+    sessions: sessionmaker[Session], settings: RescueSettings, req: DiscoveryRequest, ctx: Context, client: CkanClient
+) -> tuple[int, int]:
+    lister = Lister(
+        client,
+        fq=req.filters.fq(),
+        q=req.filters.query,
+        rows=settings.rows,
+        concurrency=settings.concurrency,
+        fl=SWEEP_FIELDS,
+    )
     live: set[str] = set()
     for page in lister.pages():
         live.update(r["id"] for r in page)
     if lister.stats.invalid:
         log.warning("rescue.sweep.invalid_records", portal=req.portal, invalid=lister.stats.invalid)
     with sessions.begin() as s:
-        gone, back = mark_gone(s, ctx, req.filters, live, max_fraction=settings.max_gone_fraction,
-                               force=req.force_sweep)
+        gone, back = mark_gone(
+            s, ctx, req.filters, live, max_fraction=settings.max_gone_fraction, force=req.force_sweep
+        )
     log.info("rescue.sweep.done", portal=req.portal, live=len(live), gone=gone, returned=back)
     return gone, back
 
@@ -131,11 +181,20 @@ def _sweep(sessions: sessionmaker[Session], settings: RescueSettings, req: Disco
 def _details(req: DiscoveryRequest, lister: Lister, total: PageResult, since: Any) -> dict[str, Any]:
     st = lister.stats
     out = {k: v for k, v in asdict(total).items() if k != "errors"}
-    out.update(portal=req.portal, filters=req.filters.as_dict(), full=req.full or since is None,
-               since=since.isoformat() if since else None, requests=st.requests, listed=st.records,
-               reported=st.reported, duplicates=st.duplicates, invalid_records=st.invalid, windows=st.windows,
-               high_water=st.high_water.isoformat() if st.high_water else None,
-               listing_s=round(st.elapsed_s, 3))
+    out.update(
+        portal=req.portal,
+        filters=req.filters.as_dict(),
+        full=req.full or since is None,
+        since=since.isoformat() if since else None,
+        requests=st.requests,
+        listed=st.records,
+        reported=st.reported,
+        duplicates=st.duplicates,
+        invalid_records=st.invalid,
+        windows=st.windows,
+        high_water=st.high_water.isoformat() if st.high_water else None,
+        listing_s=round(st.elapsed_s, 3),
+    )
     errors = total.errors + ([st.first_invalid] if st.first_invalid else [])
     if errors:
         out["errors"] = errors[:20]
