@@ -15,6 +15,7 @@ import mimetypes
 import posixpath
 import re
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -62,6 +63,8 @@ FORMAT_EXTENSIONS = {
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 PUBLIC_PLACEHOLDER = "1.1.1.1"  # stands in for a host name until DNS is asked (probe, fetch)
 SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
+PLAIN_URL = re.compile(r"(https?)://([^/?#\[\]]*)(?=[/?#]|\Z)([^?#]*)", re.I)
+Parts = tuple[str, str, str]  # scheme (lower case), netloc, path
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class AssetPlan:
     sha256: str | None
     refused: str | None  # why the URL may not be fetched
 
-    @property
+    @cached_property
     def url_hash(self) -> str:
         return url_hash(self.url)
 
@@ -90,17 +93,38 @@ def url_hash(url: str) -> str:
 
 def classify(url: str, fmt: str | None, mimetype: str | None, resource_type: str | None = None) -> str:
     """The asset kind of a resource URL: ``file``, ``api``, ``landing_page`` or ``service``."""
-    f = (fmt or "").strip().upper()
-    if f in SERVICE_FORMATS or SERVICE_URL.search(url):
+    return _classify(url, _split(url), (fmt or "").strip().upper(), mimetype, resource_type)
+
+
+def _split(url: str) -> Parts:
+    """Scheme, netloc and path as ``urlsplit`` gives them; a malformed URL (refused anyway) has none.
+
+    Plain http(s) URLs (printable ASCII without spaces, no brackets in the host: nothing
+    ``urlsplit`` would strip, normalise or refuse) are split by one regular expression, with the
+    same result at a tenth of the cost.
+    """
+    plain = PLAIN_URL.match(url) if url.isascii() and url.isprintable() and " " not in url else None
+    if plain is not None:
+        return plain[1].lower(), plain[2], plain[3]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", "", ""
+    return parts.scheme, parts.netloc, parts.path
+
+
+def _classify(url: str, parts: Parts, f: str, mimetype: str | None, resource_type: str | None) -> str:
+    low = url.lower()
+    # every SERVICE_URL pattern holds "service" or "server": most URLs skip the regular expression
+    if f in SERVICE_FORMATS or parts[0] == "ftp" or (("servi" in low or "server" in low) and SERVICE_URL.search(url)):
         return "service"
-    if urlsplit(url).scheme.lower() == "ftp":
-        return "service"
-    if f in API_FORMATS or "/api/" in urlsplit(url).path.lower():
+    path = parts[2].lower()
+    if f in API_FORMATS or "/api/" in path:
         return "api"
-    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+    ext = posixpath.splitext(path)[1]
     if f in PAGE_FORMATS or (mimetype or "").lower().startswith("text/html") or ext in (".html", ".htm"):
         return "landing_page"
-    if resource_type == "documentation" and ext in ("", ".html", ".htm", ".aspx", ".php"):
+    if resource_type == "documentation" and ext in ("", ".aspx", ".php"):
         return "landing_page"
     return "file"
 
@@ -126,12 +150,15 @@ def declared_size(value: Any, max_bytes: int) -> tuple[int | None, str | None]:
 
 def file_name(url: str, resource_id: str, fmt: str | None) -> str:
     """A safe file name for the bag: ``<resource id prefix>-<last path segment>``."""
-    base = posixpath.basename(unquote(urlsplit(url).path)) if "://" in url else ""
-    base = SAFE_NAME.sub("_", base).strip("._")[:150]
+    return _file_name(_split(url)[2] if "://" in url else "", resource_id, (fmt or "").strip().upper())
+
+
+def _file_name(path: str, resource_id: str, fmt: str) -> str:
+    base = SAFE_NAME.sub("_", posixpath.basename(unquote(path))).strip("._")[:150]
     if not base:
-        base = "resource." + FORMAT_EXTENSIONS.get((fmt or "").strip().upper(), "bin")
+        base = "resource." + FORMAT_EXTENSIONS.get(fmt, "bin")
     if "." not in base:
-        ext = FORMAT_EXTENSIONS.get((fmt or "").strip().upper())
+        ext = FORMAT_EXTENSIONS.get(fmt)
         base = f"{base}.{ext}" if ext else base
     prefix = SAFE_NAME.sub("_", resource_id)[:8] or "r"
     return f"{prefix}-{base}"
@@ -146,6 +173,22 @@ def refusal(url: str, allow_private: bool) -> str | None:
     return None
 
 
+def _refusal(url: str, parts: Parts, allow_private: bool) -> str | None:
+    """:func:`refusal`, answered from a per-host cache for URLs whose scheme and host already passed.
+
+    Everything :func:`refusal` checks (scheme, port, host, literal address) lies in the scheme and
+    netloc; only a refusal needs the whole URL (its message names it).
+    """
+    if parts[1] and _host_passes(parts[0], parts[1], allow_private):
+        return None
+    return refusal(url, allow_private)
+
+
+@lru_cache(maxsize=4096)
+def _host_passes(scheme: str, netloc: str, allow_private: bool) -> bool:
+    return refusal(f"{scheme}://{netloc}/", allow_private) is None
+
+
 def _literal_only(host: str, port: int) -> list[str]:
     """Literal addresses as themselves, ``localhost`` as loopback, other names as "public until resolved"."""
     try:
@@ -158,12 +201,16 @@ def _literal_only(host: str, port: int) -> list[str]:
 
 
 def media_type(url: str, mimetype: str | None, fmt: str | None) -> str | None:
+    return _media_type(_split(url)[2], mimetype, (fmt or "").strip().upper())
+
+
+def _media_type(path: str, mimetype: str | None, fmt: str) -> str | None:
     if mimetype and "/" in mimetype:
         return mimetype.strip()[:200]
-    guess, _ = mimetypes.guess_type(urlsplit(url).path)
+    guess, _ = mimetypes.guess_type(path)
     if guess:
         return guess
-    ext = FORMAT_EXTENSIONS.get((fmt or "").strip().upper())
+    ext = FORMAT_EXTENSIONS.get(fmt)
     return mimetypes.guess_type(f"x.{ext}")[0] if ext else None
 
 
@@ -171,22 +218,22 @@ def plan_resource(resource: dict[str, Any], *, max_bytes: int, allow_private: bo
     """The asset of one CKAN resource dict."""
     url = str(resource.get("url") or "").strip()
     fmt = str(resource.get("format") or "").strip() or None
+    upper = fmt.upper() if fmt else ""
     mime = resource.get("mimetype") if isinstance(resource.get("mimetype"), str) else None
     size, note = declared_size(resource.get("size"), max_bytes)
     digest = SHA256.match(str(resource.get("hash") or "").strip())
-    kind = classify(url, fmt, mime, resource.get("resource_type"))
-    refused = "resource has no URL" if not url else refusal(url, allow_private)
+    parts = _split(url)
     return AssetPlan(
         url=url,
-        kind=kind,
-        filename=file_name(url, str(resource.get("id") or "r"), fmt),
+        kind=_classify(url, parts, upper, mime, resource.get("resource_type")),
+        filename=_file_name(parts[2] if "://" in url else "", str(resource.get("id") or "r"), upper),
         format=fmt[:100] if fmt else None,
-        media_type=media_type(url, mime, fmt),
+        media_type=_media_type(parts[2], mime, upper),
         size=size,
         size_source="api" if size is not None else "none",
         size_note=note,
         sha256=digest.group(1).lower() if digest else None,
-        refused=refused,
+        refused=_refusal(url, parts, allow_private) if url else "resource has no URL",
     )
 
 

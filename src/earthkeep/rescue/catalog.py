@@ -1,8 +1,10 @@
 """Keep what discovery finds: organizations, datasets (with history), resources and their assets.
 
-:func:`persist_page` writes one ``package_search`` page in a few bulk
-statements: new datasets are inserted (history ``created``), datasets whose
-``metadata_modified`` moved are updated with a ``modified`` history row holding
+:func:`persist_page` writes one ``package_search`` page with one lookup of
+the page's ids and one executemany per table (:class:`earthkeep.rescue.bulk.Bulk`:
+rows in the database's form, ids reserved up front, no read-backs): new
+datasets are inserted (history ``created``), datasets whose ``metadata_modified``
+moved are updated with a ``modified`` history row holding
 :func:`earthkeep.rescue.history.diff`, unchanged ones only get ``last_seen_at``.
 A dataset seen again after being marked gone comes back (history ``returned``).
 :func:`mark_gone` is the sweep's verdict; nothing is ever deleted.
@@ -21,11 +23,76 @@ from sqlalchemy.orm import Session
 from earthkeep.catalog.tables import utcnow
 from earthkeep.errors import Conflict, InvalidInput
 from earthkeep.rescue.assets import AssetPlan, plan_resource
+from earthkeep.rescue.bulk import Bulk, Row
 from earthkeep.rescue.history import diff
 from earthkeep.rescue.tables import ASSET_KINDS, Dataset, DatasetHistory, Organization, RescueAsset, Resource
 from earthkeep.sources.ckan import Filters, parse_modified
 
 DOWNLOADABLE = {name for name, ok, _ in ASSET_KINDS if ok}
+MAX_INT32 = 2**31 - 1
+DATASETS = cast(Table, Dataset.__table__)
+HISTORY = cast(Table, DatasetHistory.__table__)
+RESOURCES = cast(Table, Resource.__table__)
+ASSETS = cast(Table, RescueAsset.__table__)
+# what a listing sets on a dataset row (insert and update), in the order of _dataset_row
+DATASET_FIELDS = (
+    "portal",
+    "ckan_id",
+    "name",
+    "title",
+    "organization_id",
+    "organization",
+    "tags",
+    "groups",
+    "metadata_modified",
+    "modified_raw",
+    "popularity",
+    "meta",
+    "status",
+    "last_seen_at",
+    "gone_at",
+)
+MODIFIED = DATASET_FIELDS.index("metadata_modified")
+HISTORY_COLUMNS = ("dataset_id", "observed_at", "metadata_modified", "change", "fields", "run_id")
+RESOURCE_FIELDS = (
+    "dataset_id",
+    "ckan_id",
+    "name",
+    "url",
+    "format",
+    "mimetype",
+    "size",
+    "hash",
+    "status",
+    "meta",
+    "updated_at",
+)
+ASSET_COLUMNS = (
+    "dataset_id",
+    "resource_id",
+    "parent_id",
+    "kind",
+    "url",
+    "url_hash",
+    "filename",
+    "format",
+    "media_type",
+    "size",
+    "size_source",
+    "size_note",
+    "sha256_declared",
+    "state",
+    "pool",
+    "last_error",
+    "failures",
+    "priority",
+    "boost",
+    "replicas",
+    "verified_copies",
+    "conflict",
+    "created_at",
+    "updated_at",
+)
 
 
 @dataclass
@@ -58,11 +125,6 @@ class Context:
     orgs: dict[str, int] = field(default_factory=dict)  # ckan org id -> row id
 
 
-def _table(cls: Any) -> Table:
-    """The Core table of a mapped class (plain executemany inserts, no ORM bookkeeping)."""
-    return cast(Table, cls.__table__)
-
-
 def _names(items: Any) -> list[str]:
     if not isinstance(items, list):
         return []
@@ -72,7 +134,8 @@ def _names(items: Any) -> list[str]:
 def _popularity(rec: dict[str, Any]) -> int | None:
     ts = rec.get("tracking_summary")
     total = ts.get("total") if isinstance(ts, dict) else None
-    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+    ok = isinstance(total, int) and not isinstance(total, bool) and 0 <= total <= MAX_INT32
+    return total if ok else None
 
 
 def _org_of(rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -106,7 +169,7 @@ def upsert_orgs(s: Session, ctx: Context, records: Iterable[dict[str, Any]]) -> 
             }
             for o in new
         ]
-        s.execute(insert(_table(Organization)), values)
+        s.execute(insert(Organization), values)
         ctx.orgs.update(
             {
                 cid: rid
@@ -119,31 +182,34 @@ def upsert_orgs(s: Session, ctx: Context, records: Iterable[dict[str, Any]]) -> 
         )
 
 
-def _dataset_values(ctx: Context, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _dataset_row(b: Bulk, ctx: Context, rec: dict[str, Any], now: Any) -> Row:
+    """The listing's values of one dataset (``DATASET_FIELDS`` order), ``now`` already in database form."""
     org = _org_of(rec)
-    return {
-        "portal": ctx.portal,
-        "ckan_id": rec["id"],
-        "name": str(rec.get("name") or rec["id"])[:300],
-        "title": rec.get("title") if isinstance(rec.get("title"), str) else None,
-        "organization_id": ctx.orgs.get(org["id"]) if org else None,
-        "organization": str(org["name"])[:200] if org else None,
-        "tags": _names(rec.get("tags")),
-        "groups": _names(rec.get("groups")),
-        "metadata_modified": parse_modified(rec["metadata_modified"]),
-        "modified_raw": str(rec["metadata_modified"])[:40],
-        "popularity": _popularity(rec),
-        "meta": rec,
-        "status": "active",
-        "last_seen_at": now,
-        "gone_at": None,
-    }
+    title = rec.get("title")
+    return (
+        ctx.portal,
+        rec["id"],
+        str(rec.get("name") or rec["id"])[:300],
+        title if isinstance(title, str) else None,
+        ctx.orgs.get(org["id"]) if org else None,
+        str(org["name"])[:200] if org else None,
+        b.json(_names(rec.get("tags"))),
+        b.json(_names(rec.get("groups"))),
+        b.time(parse_modified(rec["metadata_modified"])),
+        str(rec["metadata_modified"])[:40],
+        _popularity(rec),
+        b.json(rec),
+        "active",
+        now,
+        None,
+    )
 
 
 def persist_page(s: Session, ctx: Context, records: Sequence[dict[str, Any]]) -> PageResult:
     """Write one page of search results (already checked to have ``id`` and ``metadata_modified``)."""
     res = PageResult()
     now = utcnow()
+    b = Bulk(s.connection())
     upsert_orgs(s, ctx, records)
     by_id = {r["id"]: r for r in records}
     existing = {
@@ -164,75 +230,59 @@ def persist_page(s: Session, ctx: Context, records: Sequence[dict[str, Any]]) ->
     if same:
         s.execute(update(Dataset).where(Dataset.id.in_(same)).values(last_seen_at=now))
         res.unchanged = len(same)
-    _insert_new(s, ctx, new, now, res)
-    _update_changed(s, ctx, changed, now, res)
+    _insert_new(b, ctx, new, now, res)
+    _update_changed(s, b, ctx, changed, now, res)
     return res
 
 
-def _insert_new(s: Session, ctx: Context, records: list[dict[str, Any]], now: datetime, res: PageResult) -> None:
+def _insert_new(b: Bulk, ctx: Context, records: list[dict[str, Any]], now: datetime, res: PageResult) -> None:
     if not records:
         return
-    values = [{**_dataset_values(ctx, r, now), "first_seen_at": now, "boost": 0.0, "changes": 0} for r in records]
-    # executemany without RETURNING (SQLite would insert row by row to keep RETURNING ordered), then
-    # read the ids back through the unique key
-    s.execute(insert(_table(Dataset)), values)
-    by_ckan: dict[str, int] = {
-        cid: did
-        for cid, did in s.execute(
-            select(Dataset.ckan_id, Dataset.id).where(
-                Dataset.portal == ctx.portal, Dataset.ckan_id.in_([v["ckan_id"] for v in values])
-            )
-        )
-    }
-    ids = [by_ckan[v["ckan_id"]] for v in values]
-    s.execute(
-        insert(_table(DatasetHistory)),
+    t = b.time(now)
+    ids = b.ids(DATASETS, len(records))
+    rows = [_dataset_row(b, ctx, r, t) for r in records]
+    b.insert(
+        DATASETS,
+        ("id", *DATASET_FIELDS, "first_seen_at", "boost", "changes"),
+        [(did, *row, t, 0.0, 0) for did, row in zip(ids, rows, strict=True)],
+    )
+    b.insert(
+        HISTORY,
+        HISTORY_COLUMNS,
         [
-            {
-                "dataset_id": did,
-                "observed_at": now,
-                "metadata_modified": v["metadata_modified"],
-                "change": "created",
-                "fields": {"name": v["name"], "title": v["title"]},
-                "run_id": ctx.run_id,
-            }
-            for did, v in zip(ids, values, strict=True)
+            (did, t, row[MODIFIED], "created", b.json({"name": row[2], "title": row[3]}), ctx.run_id)
+            for did, row in zip(ids, rows, strict=True)
         ],
     )
     res.created += len(ids)
-    _add_resources(s, ctx, [(did, r.get("resources")) for did, r in zip(ids, records, strict=True)], now, res)
+    _add_resources(b, ctx, [(did, r.get("resources")) for did, r in zip(ids, records, strict=True)], now, res)
 
 
 def _update_changed(
-    s: Session, ctx: Context, changed: dict[int, dict[str, Any]], now: datetime, res: PageResult
+    s: Session, b: Bulk, ctx: Context, changed: dict[int, dict[str, Any]], now: datetime, res: PageResult
 ) -> None:
     if not changed:
         return
-    olds = {d.id: d for d in s.scalars(select(Dataset).where(Dataset.id.in_(list(changed))))}
-    history, resources = [], []
-    for did, rec in changed.items():
-        old = olds[did]
-        fields = diff(old.meta or {}, rec)
-        kind = "returned" if old.status != "active" else "modified"
-        history.append(
-            {
-                "dataset_id": did,
-                "observed_at": now,
-                "metadata_modified": parse_modified(rec["metadata_modified"]),
-                "change": kind,
-                "fields": fields,
-                "run_id": ctx.run_id,
-            }
+    t = b.time(now)
+    olds = {
+        did: (meta, status, n)
+        for did, meta, status, n in s.execute(
+            select(Dataset.id, Dataset.meta, Dataset.status, Dataset.changes).where(Dataset.id.in_(list(changed)))
         )
-        for key, value in _dataset_values(ctx, rec, now).items():
-            setattr(old, key, value)
-        old.changes = (old.changes or 0) + 1
+    }
+    rows, history, resources = [], [], []
+    for did, rec in changed.items():
+        meta, status, n = olds[did]
+        kind = "returned" if status != "active" else "modified"
+        row = _dataset_row(b, ctx, rec, t)
+        rows.append((*row, (n or 0) + 1, did))
+        history.append((did, t, row[MODIFIED], kind, b.json(diff(meta or {}, rec)), ctx.run_id))
         res.returned += kind == "returned"
         res.modified += kind == "modified"
         resources.append((did, rec.get("resources")))
-    s.flush()
-    s.execute(insert(_table(DatasetHistory)), history)
-    _sync_resources(s, ctx, resources, now, res)
+    b.update(DATASETS, (*DATASET_FIELDS, "changes"), rows)
+    b.insert(HISTORY, HISTORY_COLUMNS, history)
+    _sync_resources(s, b, ctx, resources, now, res)
 
 
 def _valid_resources(raw: Any, res: PageResult) -> list[dict[str, Any]]:
@@ -260,126 +310,132 @@ def _plan(ctx: Context, r: dict[str, Any]) -> AssetPlan:
     return plan_resource(r, max_bytes=ctx.max_asset_bytes, allow_private=ctx.allow_private)
 
 
-def _resource_values(did: int, r: dict[str, Any], plan: AssetPlan, now: datetime) -> dict[str, Any]:
-    return {
-        "dataset_id": did,
-        "ckan_id": r["id"][:100],
-        "name": r.get("name") if isinstance(r.get("name"), str) else None,
-        "url": r["url"],
-        "format": plan.format,
-        "mimetype": plan.media_type,
-        "size": plan.size,
-        "hash": str(r.get("hash") or "")[:200] or None,
-        "status": "active",
-        "meta": r,
-        "updated_at": now,
-    }
+def _resource_row(b: Bulk, did: int, r: dict[str, Any], plan: AssetPlan, now: Any) -> Row:
+    """``RESOURCE_FIELDS`` of one resource, ``now`` already in database form."""
+    name = r.get("name")
+    return (
+        did,
+        r["id"][:100],
+        name if isinstance(name, str) else None,
+        r["url"],
+        plan.format,
+        plan.media_type,
+        plan.size,
+        str(r.get("hash") or "")[:200] or None,
+        "active",
+        b.json(r),
+        now,
+    )
 
 
-def _add_resources(s: Session, ctx: Context, groups: list[tuple[int, Any]], now: datetime, res: PageResult) -> None:
-    values, plans = [], []
-    for did, raw in groups:
-        for r in _valid_resources(raw, res):
-            plan = _plan(ctx, r)
-            values.append(_resource_values(did, r, plan, now))
-            plans.append(plan)
-    if not values:
+def _add_resources(b: Bulk, ctx: Context, groups: list[tuple[int, Any]], now: datetime, res: PageResult) -> None:
+    found = [(did, r, _plan(ctx, r)) for did, raw in groups for r in _valid_resources(raw, res)]
+    if not found:
         return
-    s.execute(insert(_table(Resource)), values)
-    keys = {
-        (d, c): i
-        for i, d, c in s.execute(
-            select(Resource.id, Resource.dataset_id, Resource.ckan_id).where(
-                Resource.dataset_id.in_({v["dataset_id"] for v in values})
-            )
-        ).all()
-    }
-    rids = [keys[(v["dataset_id"], v["ckan_id"])] for v in values]
+    t = b.time(now)
+    rids = b.ids(RESOURCES, len(found))
+    b.insert(
+        RESOURCES,
+        ("id", *RESOURCE_FIELDS),
+        [(rid, *_resource_row(b, did, r, plan, t)) for rid, (did, r, plan) in zip(rids, found, strict=True)],
+    )
     res.resources += len(rids)
-    insert_assets(s, [(v["dataset_id"], rid, p, None) for v, rid, p in zip(values, rids, plans, strict=True)], now)
-    res.assets += len(rids)
+    # new resources have no assets yet: nothing to look up
+    res.assets += _write_assets(b, [(did, rid, plan, None) for rid, (did, _, plan) in zip(rids, found, strict=True)], t)
 
 
-def asset_values(
-    dataset_id: int, resource_id: int, plan: AssetPlan, parent_id: int | None, now: datetime
-) -> dict[str, Any]:
-    """The row of a new asset."""
+def asset_row(dataset_id: int, resource_id: int, plan: AssetPlan, parent_id: int | None, now: Any) -> Row:
+    """The ``ASSET_COLUMNS`` of a new asset, ``now`` in database form."""
     refused = plan.refused is not None
-    return {
-        "dataset_id": dataset_id,
-        "resource_id": resource_id,
-        "parent_id": parent_id,
-        "kind": plan.kind,
-        "url": plan.url,
-        "url_hash": plan.url_hash,
-        "filename": plan.filename,
-        "format": plan.format,
-        "media_type": plan.media_type,
-        "size": plan.size,
-        "size_source": plan.size_source,
-        "size_note": plan.size_note,
-        "sha256_declared": plan.sha256,
-        "state": "refused" if refused else "new",
-        "pool": not refused and plan.kind in DOWNLOADABLE,
-        "last_error": plan.refused,
-        "failures": 0,
-        "priority": 0.0,
-        "boost": 0.0,
-        "replicas": 0,
-        "verified_copies": 0,
-        "conflict": False,
-        "created_at": now,
-        "updated_at": now,
-    }
+    return (
+        dataset_id,
+        resource_id,
+        parent_id,
+        plan.kind,
+        plan.url,
+        plan.url_hash,
+        plan.filename,
+        plan.format,
+        plan.media_type,
+        plan.size,
+        plan.size_source,
+        plan.size_note,
+        plan.sha256,
+        "refused" if refused else "new",
+        not refused and plan.kind in DOWNLOADABLE,
+        plan.refused,
+        0,
+        0.0,
+        0.0,
+        0,
+        0,
+        False,
+        now,
+        now,
+    )
+
+
+def _write_assets(
+    b: Bulk, rows: list[tuple[int, int, AssetPlan, int | None]], now: Any, have: set[tuple[int, str]] | None = None
+) -> int:
+    """Insert the assets whose (resource, URL) is neither in ``have`` nor earlier in ``rows``."""
+    values, seen = [], set(have or ())
+    for did, rid, plan, parent in rows:
+        key = (rid, plan.url_hash)
+        if key not in seen:
+            seen.add(key)
+            values.append(asset_row(did, rid, plan, parent, now))
+    b.insert(ASSETS, ASSET_COLUMNS, values)
+    return len(values)
 
 
 def insert_assets(s: Session, rows: list[tuple[int, int, AssetPlan, int | None]], now: datetime) -> int:
     """Insert assets, skipping URLs a resource already has; returns how many were new."""
     if not rows:
         return 0
-    keys = {(rid, p.url_hash) for _, rid, p, _ in rows}
     have = set(
         s.execute(
             select(RescueAsset.resource_id, RescueAsset.url_hash).where(
-                RescueAsset.resource_id.in_({k[0] for k in keys})
+                RescueAsset.resource_id.in_({rid for _, rid, _, _ in rows})
             )
-        ).all()
+        ).tuples()
     )
-    values, seen = [], set()
-    for did, rid, plan, parent in rows:
-        key = (rid, plan.url_hash)
-        if key in have or key in seen:
-            continue
-        seen.add(key)
-        values.append(asset_values(did, rid, plan, parent, now))
-    if values:
-        s.execute(insert(_table(RescueAsset)), values)
-    return len(values)
+    b = Bulk(s.connection())
+    return _write_assets(b, rows, b.time(now), have)
 
 
-def _sync_resources(s: Session, ctx: Context, groups: list[tuple[int, Any]], now: datetime, res: PageResult) -> None:
+def _sync_resources(
+    s: Session, b: Bulk, ctx: Context, groups: list[tuple[int, Any]], now: datetime, res: PageResult
+) -> None:
     """Resources of modified datasets: add new ones, mark vanished ones removed, follow URL changes."""
-    dids = [did for did, _ in groups]
-    current = {(r.dataset_id, r.ckan_id): r for r in s.scalars(select(Resource).where(Resource.dataset_id.in_(dids)))}
+    t = b.time(now)
+    current: dict[int, dict[str, tuple[int, str]]] = {did: {} for did, _ in groups}
+    for rid, did, cid, status in s.execute(
+        select(Resource.id, Resource.dataset_id, Resource.ckan_id, Resource.status).where(
+            Resource.dataset_id.in_(list(current))
+        )
+    ):
+        current[did][cid] = (rid, status)
     fresh: list[tuple[int, Any]] = []
+    kept: list[Row] = []
     moved: list[tuple[int, int, AssetPlan, int | None]] = []
+    removed: list[Row] = []
     for did, raw in groups:
         valid = _valid_resources(raw, res)
         ids = {r["id"][:100] for r in valid}
-        for (d, cid), row in current.items():
-            if d == did and cid not in ids and row.status != "removed":
-                row.status, row.updated_at = "removed", now
-        new = [r for r in valid if (did, r["id"][:100]) not in current]
-        fresh.append((did, new))
+        removed += [
+            ("removed", t, rid) for cid, (rid, status) in current[did].items() if cid not in ids and status != "removed"
+        ]
+        fresh.append((did, [r for r in valid if r["id"][:100] not in current[did]]))
         for r in valid:
-            known = current.get((did, r["id"][:100]))
+            known = current[did].get(r["id"][:100])
             if known is not None:
                 plan = _plan(ctx, r)
-                for key, value in _resource_values(did, r, plan, now).items():
-                    setattr(known, key, value)
-                moved.append((did, known.id, plan, None))
-    s.flush()
-    _add_resources(s, ctx, fresh, now, res)
+                kept.append((*_resource_row(b, did, r, plan, t), known[0]))
+                moved.append((did, known[0], plan, None))
+    b.update(RESOURCES, ("status", "updated_at"), removed)
+    b.update(RESOURCES, RESOURCE_FIELDS, kept)
+    _add_resources(b, ctx, fresh, now, res)
     res.assets += insert_assets(s, moved, now)
 
 
@@ -402,26 +458,11 @@ def mark_gone(
             f"(over max_gone_fraction={max_fraction}); is the portal degraded? rerun with force"
         )
     now = utcnow()
+    b = Bulk(s.connection())
+    t = b.time(now)
     for ids, status, change in ((vanished, "gone", "gone"), (back, "active", "returned")):
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
-            s.execute(
-                update(Dataset)
-                .where(Dataset.id.in_(chunk))
-                .values(status=status, gone_at=now if status == "gone" else None)
-            )
-            history = [
-                {
-                    "dataset_id": d,
-                    "observed_at": now,
-                    "metadata_modified": None,
-                    "change": change,
-                    "fields": {},
-                    "run_id": ctx.run_id,
-                }
-                for d in chunk
-            ]
-            s.execute(insert(_table(DatasetHistory)), history)
+        b.update(DATASETS, ("status", "gone_at"), [(status, t if status == "gone" else None, d) for d in ids])
+        b.insert(HISTORY, HISTORY_COLUMNS, [(d, t, None, change, "{}", ctx.run_id) for d in ids])
     return len(vanished), len(back)
 
 

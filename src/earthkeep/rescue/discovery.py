@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.runs import finish_run, start_run
 from earthkeep.catalog.tables import utcnow
+from earthkeep.rescue.bulk import fewer_collections
 from earthkeep.rescue.catalog import Context, PageResult, mark_gone, persist_page
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.rescue.tables import Harvest
@@ -104,12 +105,13 @@ def discover(
         since=since,
     )
     try:
-        for page in lister.pages():
-            with sessions.begin() as s:
-                total.add(persist_page(s, ctx, page))
-            if on_page:
-                on_page(lister.stats.records, lister.stats.reported)
-        gone = _sweep(sessions, settings, req, ctx, client) if req.sweep else None
+        with fewer_collections():
+            for page in lister.pages():
+                with sessions.begin() as s:
+                    total.add(persist_page(s, ctx, page))
+                if on_page:
+                    on_page(lister.stats.records, lister.stats.reported)
+            gone = _sweep(sessions, settings, req, ctx, client) if req.sweep else None
     except Exception as exc:
         with sessions.begin() as s:
             finish_run(
