@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -102,14 +104,22 @@ class WindCollector:
         self._stage: StagingDir | None = None
         self._engine: TransferEngine | None = None
         self._inventories: dict[str, str] = {}
+        self._checks: ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> WindCollector:
-        tmp = self._exit.enter_context(tempfile.TemporaryDirectory(prefix="earthkeep-gfs-"))
-        self._stage = StagingDir(Path(tmp))
-        # One request per file: a subset is a few MiB, and files already run in parallel.
-        settings = self.services.settings.transfer.model_copy(update={"segments": 1})
-        engine = TransferEngine(cast("Store", self._stage), settings, retry=self.retry)
-        self._engine = await self._exit.enter_async_context(engine)
+        try:
+            tmp = self._exit.enter_context(tempfile.TemporaryDirectory(prefix="earthkeep-gfs-"))
+            # Decoding is CPU work that eccodes does without the GIL: one thread per core, apart from the
+            # default executor, so that the downloads' short file writes never queue behind a decode.
+            self._checks = self._exit.enter_context(ThreadPoolExecutor(os.cpu_count() or 2, "gfs-check"))
+            self._stage = StagingDir(Path(tmp))
+            # One request per file: a subset is a few MiB, and files already run in parallel.
+            settings = self.services.settings.transfer.model_copy(update={"segments": 1})
+            engine = TransferEngine(cast("Store", self._stage), settings, retry=self.retry)
+            self._engine = await self._exit.enter_async_context(engine)
+        except BaseException:
+            await self._exit.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -188,9 +198,9 @@ class WindCollector:
         path = self.stage.path(key)
         try:
             await self.engine.fetch(TransferRequest(url=url, key=key, content_type="text/plain", probe=False))
-            return await asyncio.to_thread(path.read_text, errors="replace")
+            return path.read_text(errors="replace")  # a few KiB on local disk: not worth a thread
         finally:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            path.unlink(missing_ok=True)
 
     async def _fetch_one(self, engine: TransferEngine, stage: StagingDir, f: GfsFile, base: str) -> int:
         grib_key = f"grib/{uuid.uuid4().hex[:12]}.grib2"
@@ -207,7 +217,7 @@ class WindCollector:
                 probe=False,
             )
             result = await engine.fetch(req, progress=self.progress)
-            await asyncio.to_thread(self._check, stage.path(grib_key), plan)
+            await asyncio.get_running_loop().run_in_executor(self._checks, self._check, stage.path(grib_key), plan)
             await self._keep(f, stage.path(grib_key), result.sha256, result.size, base, plan)
             return result.size
         finally:

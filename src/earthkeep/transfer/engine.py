@@ -7,7 +7,7 @@ stored object:
    byte-range support, ETag and Last-Modified; a request with ``probe=False``
    skips this when nothing depends on it (closed ranges known to lie inside the
    file, or a whole file fetched without resume), and the first answer tells
-   instead (see :func:`_learn_from`);
+   instead (see :func:`~earthkeep.transfer.probe.remote_from_range_answer`);
 2. **plan** what is missing from the partial file under ``settings.work_dir``
    (nothing on a fresh start, less after an interruption) as range requests of
    1-32 MiB, shared by ``settings.segments`` workers; a server without ranges or
@@ -59,7 +59,7 @@ from earthkeep.transfer.http import (
 )
 from earthkeep.transfer.partial import PartialFile
 from earthkeep.transfer.plan import Fetch, piece_size, plan_fetches
-from earthkeep.transfer.probe import RemoteInfo, remote_info
+from earthkeep.transfer.probe import RemoteInfo, remote_from_range_answer, remote_info
 from earthkeep.transfer.ranges import Span, check_range, format_range, parse_content_range
 from earthkeep.transfer.request import (
     TransferRequest,
@@ -200,7 +200,7 @@ class TransferEngine:
         """What the server says about ``req.url``; without a probe when the request allows and needs none.
 
         An unprobed remote has an unknown size and, for a ranges request, range
-        support; the first answer fills in the rest (:func:`_learn_from`). A
+        support; the first answer fills in the rest (:func:`remote_from_range_answer`). A
         partial file left by an earlier run is always checked against a probe.
         """
         ranges = req.ranges or ()
@@ -402,41 +402,12 @@ async def _all_or_nothing(coros: Sequence[Any]) -> None:
 
 
 def _learn_from(response: httpx.Response, req: TransferRequest, dl: Download, stats: _Stats) -> None:
-    """The first answer to an unprobed ranges request tells what a probe would have.
-
-    A ``416`` or a ``Content-Range`` total that some range ends past means the
-    ranges do not fit the file (:class:`IntegrityError`: wrong inventory or
-    changed remote); a ``200`` means the server ignores ranges (definitive, as
-    when a probe says so). Otherwise the remote's size, ETag and Last-Modified
-    become the partial file's identity, which later answers must match.
-    """
-    status = response.status_code
-    if status == 416:
-        raise IntegrityError(
-            f"{req.url}: the server has no bytes at {format_range(list(req.ranges or ()))} "
-            f"(416, Content-Range {response.headers.get('content-range', '?')}); "
-            "the ranges do not match the file"
-        )
-    if status == 200:
-        raise FatalHTTPError(f"{req.url}: the server does not answer byte-range requests; cannot fetch ranges")
-    if status != 206:
-        return  # check_status decides: retry or give up
-    try:
-        total = parse_content_range(response.headers.get("content-range", "")).total
-    except InvalidInput as exc:
-        raise RetryableError(f"{req.url}: {exc}") from exc
-    if total is None:
-        return
-    past = [r for r in req.ranges or () if r[1] is not None and r[1] >= total]
-    if past:
-        raise IntegrityError(
-            f"{req.url}: the remote has {total} bytes but range {past[0]} ends past them; "
-            "the ranges do not match the file"
-        )
-    dl.partial.identity.update(
-        remote_size=total, etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified")
-    )
-    stats.answer_headers = dict(response.headers)
+    """Take what a probe would have told from the first answer to an unprobed ranges request."""
+    remote = remote_from_range_answer(req.url, response, req.ranges or ())
+    if remote is None:
+        return  # not a 206: check_status decides (retry or give up)
+    dl.partial.identity.update(remote_size=remote.size, etag=remote.etag, last_modified=remote.last_modified)
+    stats.answer_headers = remote.headers
 
 
 def _expect_partial(response: httpx.Response, url: str, fetch: Fetch, dl: Download) -> None:

@@ -2,21 +2,23 @@
 
 ``HEAD`` first; when it is refused (S3 pre-signed GET URLs answer 403, some
 servers 405) or does not say whether ranges work, a one-byte
-``Range: bytes=0-0`` GET settles it.
+``Range: bytes=0-0`` GET settles it. A request whose ranges are known to lie
+inside the file needs no probe: :func:`remote_from_range_answer` takes the same
+facts from the first answer to it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from earthkeep.errors import InvalidInput
-from earthkeep.transfer.http import RetryableError, check_status
-from earthkeep.transfer.ranges import parse_content_range
+from earthkeep.errors import IntegrityError, InvalidInput
+from earthkeep.transfer.http import FatalHTTPError, RetryableError, check_status
+from earthkeep.transfer.ranges import ByteRange, format_range, parse_content_range
 
 HEAD_REFUSED = frozenset({400, 403, 405, 501})
 
@@ -58,6 +60,38 @@ async def remote_info(
         except InvalidInput as exc:
             raise RetryableError(f"{url}: {exc}") from exc
         return _from_answer(url, response, ranges=True, size=cr.total)
+
+
+def remote_from_range_answer(url: str, response: httpx.Response, ranges: Sequence[ByteRange]) -> RemoteInfo | None:
+    """What the answer to a ranges request that was sent without a probe says of the remote.
+
+    A ``206`` gives the remote's size (``Content-Range`` total), ETag and
+    Last-Modified; a ``416``, or a size that some range ends past, means the
+    ranges do not match the file (:class:`IntegrityError`: a wrong inventory or
+    a changed remote); a ``200`` means the server ignores ranges, which is
+    definitive as when a probe says so (:class:`FatalHTTPError`). Any other
+    status gives ``None``: the caller's status check decides.
+    """
+    status = response.status_code
+    if status == 416:
+        raise IntegrityError(
+            f"{url}: the server has no bytes at {format_range(list(ranges))} "
+            f"(416, Content-Range {response.headers.get('content-range', '?')}); the ranges do not match the file"
+        )
+    if status == 200:
+        raise FatalHTTPError(f"{url}: the server does not answer byte-range requests; cannot fetch ranges")
+    if status != 206:
+        return None
+    try:
+        size = parse_content_range(response.headers.get("content-range", "")).total
+    except InvalidInput as exc:
+        raise RetryableError(f"{url}: {exc}") from exc
+    past = [r for r in ranges if size is not None and r[1] is not None and r[1] >= size]
+    if past:
+        raise IntegrityError(
+            f"{url}: the remote has {size} bytes but range {past[0]} ends past them; the ranges do not match the file"
+        )
+    return _from_answer(url, response, ranges=True, size=size)
 
 
 def _accepts_ranges(response: httpx.Response) -> bool:
