@@ -33,8 +33,10 @@ LATENCY = {"realistic": (0.05, 0.0005, 0.05), "none": (0.0, 0.0, 0.0)}
 
 def start_portal(datasets: int, latency: tuple[float, float, float]) -> AbstractContextManager[str]:
     """The CKAN emulator in a child process; yields its base URL."""
-    code = ("import sys; from earthkeep.testbed.ckan import serve_ckan, Latency; "
-            f"serve_ckan(port=int(sys.argv[1]), datasets={datasets}, latency=Latency(*{latency!r}), faults=False)")
+    code = (
+        "import sys; from earthkeep.testbed.ckan import serve_ckan, Latency; "
+        f"serve_ckan(port=int(sys.argv[1]), datasets={datasets}, latency=Latency(*{latency!r}), faults=False)"
+    )
     return child_server(code, timeout_s=120)
 
 
@@ -104,15 +106,19 @@ def main() -> None:
         ek_ids, ek_s, ek_req = earthkeep_listing(base, args.concurrency)
         print(f"portal: {args.datasets} datasets, latency per request/dataset/1000 skipped = {latency} s")
         print(f"ckanapi offset loop (sequential): {len(peer_ids):6d} datasets in {peer_s:7.2f} s, {peer_req} requests")
-        print(f"earthkeep windows (x{args.concurrency}):        {len(ek_ids):6d} datasets in {ek_s:7.2f} s, "
-              f"{ek_req} requests")
+        print(
+            f"earthkeep windows (x{args.concurrency}):        {len(ek_ids):6d} datasets in {ek_s:7.2f} s, "
+            f"{ek_req} requests"
+        )
         same = peer_ids == ek_ids
         print(f"identical dataset ids: {same}; speed-up: {peer_s / ek_s:.1f}x")
         if not args.no_discovery:
             disc_s, out = earthkeep_discovery(base, args.concurrency)
-            print(f"earthkeep full discovery into SQLite (listing + {out['created']} datasets, {out['resources']} "
-                  f"resources, {out['assets']} assets, history): {disc_s:.2f} s; "
-                  f"vs the offset loop's listing alone: {peer_s / disc_s:.1f}x")
+            print(
+                f"earthkeep full discovery into SQLite (listing + {out['created']} datasets, {out['resources']} "
+                f"resources, {out['assets']} assets, history): {disc_s:.2f} s; "
+                f"vs the offset loop's listing alone: {peer_s / disc_s:.1f}x"
+            )
         if not same:
             sys.exit(1)
 

@@ -89,20 +89,32 @@ class Filters:
         """A stable identifier of this scope (the high-water mark is kept per portal and scope)."""
         import hashlib
 
-        text = "|".join([",".join(sorted(self.organizations)), ",".join(sorted(self.groups)),
-                         ",".join(sorted(self.tags)), self.query])
+        text = "|".join(
+            [
+                ",".join(sorted(self.organizations)),
+                ",".join(sorted(self.groups)),
+                ",".join(sorted(self.tags)),
+                self.query,
+            ]
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"organizations": list(self.organizations), "groups": list(self.groups), "tags": list(self.tags),
-                "query": self.query}
+        return {
+            "organizations": list(self.organizations),
+            "groups": list(self.groups),
+            "tags": list(self.tags),
+            "query": self.query,
+        }
 
     def matches(self, organization: str | None, groups: Sequence[str], tags: Sequence[str]) -> bool:
         """Whether a stored dataset falls inside this scope (used before marking it gone)."""
-        return ((not self.organizations or organization in self.organizations)
-                and (not self.groups or bool(set(groups) & set(self.groups)))
-                and (not self.tags or bool(set(tags) & set(self.tags)))
-                and self.query in ("", "*:*"))
+        return (
+            (not self.organizations or organization in self.organizations)
+            and (not self.groups or bool(set(groups) & set(self.groups)))
+            and (not self.tags or bool(set(tags) & set(self.tags)))
+            and self.query in ("", "*:*")
+        )
 
 
 def _quote(value: str) -> str:
@@ -141,8 +153,14 @@ def _key_of(record: Mapping[str, Any]) -> str:
 class CkanClient:
     """``ckanapi.RemoteCKAN`` per thread, with retries and error translation."""
 
-    def __init__(self, url: str, *, timeout_s: float = 120.0, session_factory: Callable[[], Any] | None = None,
-                 apikey: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 120.0,
+        session_factory: Callable[[], Any] | None = None,
+        apikey: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self._local = threading.local()
@@ -172,8 +190,12 @@ class CkanClient:
                 remote.close()
             self._remotes.clear()
 
-    @retry(retry=retry_if_exception_type(SourceUnavailable), stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
-           wait=wait_exponential(multiplier=0.5, max=10), reraise=True)
+    @retry(
+        retry=retry_if_exception_type(SourceUnavailable),
+        stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        reraise=True,
+    )
     def call(self, action: str, **params: Any) -> Any:
         """Call one action; transient failures are retried, then raised as :class:`SourceUnavailable`."""
         import ckanapi.errors as ce
@@ -190,24 +212,27 @@ class CkanClient:
         except ce.NotAuthorized as exc:
             raise SourceUnavailable(f"{self.url}: {action}: not authorized ({exc})") from exc
         except (ce.CKANAPIError, ce.ServerIncompatibleError) as exc:
-            raise SourceUnavailable(
-                f"{self.url}: {action} did not answer like a CKAN API: {str(exc)[:300]}") from exc
+            raise SourceUnavailable(f"{self.url}: {action} did not answer like a CKAN API: {str(exc)[:300]}") from exc
         except requests.RequestException as exc:
             raise SourceUnavailable(f"{self.url}: {action} failed: {exc}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a body ckanapi could not use
-            raise SourceUnavailable(f"{self.url}: {action} answered malformed JSON ({type(exc).__name__}: {exc})"
-                                    ) from exc
+            raise SourceUnavailable(
+                f"{self.url}: {action} answered malformed JSON ({type(exc).__name__}: {exc})"
+            ) from exc
 
-    def search(self, fq: str, *, q: str = "*:*", rows: int = 1000, start: int = 0, sort: str = SORT_ASC,
-               fl: str | None = None) -> tuple[int, list[Any]]:
+    def search(
+        self, fq: str, *, q: str = "*:*", rows: int = 1000, start: int = 0, sort: str = SORT_ASC, fl: str | None = None
+    ) -> tuple[int, list[Any]]:
         """One ``package_search`` page: the total count and the raw results (shape checked)."""
         params: dict[str, Any] = {"q": q, "fq": fq, "rows": rows, "start": start, "sort": sort}
         if fl:
             params["fl"] = fl
         result = self.call(SEARCH_ACTION, **params)
         if not isinstance(result, dict) or not isinstance(result.get("results"), list):
-            raise SourceUnavailable(f"{self.url}: malformed package_search answer: no results list "
-                                    f"(got {type(result).__name__}: {str(result)[:200]})")
+            raise SourceUnavailable(
+                f"{self.url}: malformed package_search answer: no results list "
+                f"(got {type(result).__name__}: {str(result)[:200]})"
+            )
         count = result.get("count")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise SourceUnavailable(f"{self.url}: malformed package_search answer: count is {count!r}")
@@ -308,11 +333,11 @@ class Lister:
         if count <= self.rows:
             self._windows = [Window(lo, None)]
         else:
-            _, last = self.client.search(self._range_fq(lo, None), q=self.q, rows=1, sort=SORT_DESC, fl="id,"
-                                         "metadata_modified")
+            _, last = self.client.search(
+                self._range_fq(lo, None), q=self.q, rows=1, sort=SORT_DESC, fl="id,metadata_modified"
+            )
             self.stats.requests += 1
-            self._windows = _split(self._bound(first), self._bound(last),
-                                   min(self.concurrency, -(-count // self.rows)))
+            self._windows = _split(self._bound(first), self._bound(last), min(self.concurrency, -(-count // self.rows)))
         self.stats.windows = len(self._windows)
         return True
 
@@ -374,8 +399,9 @@ class Lister:
     def _page(self, w: Window, out: queue.Queue[Any]) -> None:
         with self._lock:
             cursor, hi, skip = w.cursor, w.hi, w.skip
-        _, results = self.client.search(self._range_fq(cursor, hi), q=self.q, rows=self.rows, start=skip,
-                                        sort=SORT_ASC, fl=self.fl)
+        _, results = self.client.search(
+            self._range_fq(cursor, hi), q=self.q, rows=self.rows, start=skip, sort=SORT_ASC, fl=self.fl
+        )
         fresh, keys = self._accept(results)
         with self._lock:
             self.stats.requests += 1

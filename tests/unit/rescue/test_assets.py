@@ -7,36 +7,59 @@ from earthkeep.rescue.assets import classify, declared_size, file_name, plan_res
 MAX = 16 << 40
 
 
-@pytest.mark.parametrize(("url", "fmt", "kind"), [
-    ("https://data.noaa.gov/a.csv", "CSV", "file"),
-    ("https://data.noaa.gov/a.nc", "NetCDF", "file"),
-    ("https://data.noaa.gov/page.html", None, "landing_page"),
-    ("https://data.noaa.gov/about", "HTML", "landing_page"),
-    ("https://data.noaa.gov/api/v1/stations?format=json", "JSON", "api"),
-    ("https://gis.noaa.gov/arcgis/rest/services/x/MapServer", "Esri REST", "service"),
-    ("https://gis.noaa.gov/wms?service=WMS&request=GetCapabilities", None, "service"),
-    ("ftp://ftp.noaa.gov/pub/x.csv", "CSV", "service"),
-])
+@pytest.mark.parametrize(
+    ("url", "fmt", "kind"),
+    [
+        ("https://data.noaa.gov/a.csv", "CSV", "file"),
+        ("https://data.noaa.gov/a.nc", "NetCDF", "file"),
+        ("https://data.noaa.gov/page.html", None, "landing_page"),
+        ("https://data.noaa.gov/about", "HTML", "landing_page"),
+        ("https://data.noaa.gov/api/v1/stations?format=json", "JSON", "api"),
+        ("https://gis.noaa.gov/arcgis/rest/services/x/MapServer", "Esri REST", "service"),
+        ("https://gis.noaa.gov/wms?service=WMS&request=GetCapabilities", None, "service"),
+        ("ftp://ftp.noaa.gov/pub/x.csv", "CSV", "service"),
+    ],
+)
 def test_classify(url, fmt, kind):
     assert classify(url, fmt, None) == kind
 
 
-@pytest.mark.parametrize(("value", "size", "note"), [
-    (1234, 1234, None), ("1234", 1234, None), (12.0, 12, None), (None, None, None), ("", None, None),
-    (10**30, None, "implausible"), (-5, None, "negative"), ("1,234 KB", None, "not a byte count"),
-    (True, None, "not a byte count"), (MAX + 1, None, "implausible"),
-])
+@pytest.mark.parametrize(
+    ("value", "size", "note"),
+    [
+        (1234, 1234, None),
+        ("1234", 1234, None),
+        (12.0, 12, None),
+        (None, None, None),
+        ("", None, None),
+        (10**30, None, "implausible"),
+        (-5, None, "negative"),
+        ("1,234 KB", None, "not a byte count"),
+        (True, None, "not a byte count"),
+        (MAX + 1, None, "implausible"),
+    ],
+)
 def test_declared_size(value, size, note):
     got, why = declared_size(value, MAX)
     assert got == size
     assert (why is None) if note is None else note in why
 
 
-@pytest.mark.parametrize("url", [
-    "file:///etc/passwd", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/x.csv",
-    "http://192.168.0.10/admin", "http://[::1]:6379/", "gopher://127.0.0.1:25/", "http://localhost/x",
-    "http://127.0.0.1:22/", "javascript:alert(1)", "",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/x.csv",
+        "http://192.168.0.10/admin",
+        "http://[::1]:6379/",
+        "gopher://127.0.0.1:25/",
+        "http://localhost/x",
+        "http://127.0.0.1:22/",
+        "javascript:alert(1)",
+        "",
+    ],
+)
 def test_hostile_urls_are_refused(url):
     plan = plan_resource({"id": "r1", "url": url, "format": "CSV"}, max_bytes=MAX, allow_private=False)
     assert plan.refused, url
@@ -56,7 +79,8 @@ def test_file_names_are_safe_and_distinct():
 
 
 def test_plan_keeps_a_declared_sha256_only_when_it_is_one():
-    good = plan_resource({"id": "r", "url": "https://h/x", "hash": "sha256:" + "A" * 64}, max_bytes=MAX,
-                         allow_private=False)
+    good = plan_resource(
+        {"id": "r", "url": "https://h/x", "hash": "sha256:" + "A" * 64}, max_bytes=MAX, allow_private=False
+    )
     bad = plan_resource({"id": "r", "url": "https://h/x", "hash": "md5:abc"}, max_bytes=MAX, allow_private=False)
     assert good.sha256 == "a" * 64 and bad.sha256 is None
