@@ -1,6 +1,7 @@
 """Full discovery of a 20,000-dataset emulated CKAN portal: earthkeep vs a plain sequential ckanapi offset loop.
 
     .venv/bin/python bench/ckan.py [--datasets 20000] [--concurrency 8] [--latency realistic|none]
+                                   [--db sqlite|postgres ...] [--db-url URL]
 
 The emulator (earthkeep.testbed.ckan) runs in its own process, like a remote
 portal. ``--latency realistic`` (default) gives each package_search the server
@@ -11,9 +12,14 @@ builds every result dict) and 50 ms per thousand rows skipped with ``start``
 Both sides list every dataset with rows=1000; the peer pages ``start=0,1000,...``
 one request at a time (what most harvest scripts do); earthkeep pages moving
 ``metadata_modified`` windows in parallel (earthkeep.sources.ckan.Lister). The
-dataset ids found must be identical. Then earthkeep's whole discovery (listing
-+ writing datasets, resources, assets and history into a SQLite catalog) is
-timed once more for reference.
+dataset ids found must be identical. Then earthkeep's whole discovery (what
+``earthkeep rescue discover`` and ``POST /update-ckan`` run: listing + writing
+organizations, datasets, resources, assets and history into a fresh catalog) is
+timed against the same peer figure, and the catalog must hold exactly the
+peer's dataset ids. Catalogs: ``--db sqlite`` (default, a file in a temporary
+directory), ``--db postgres`` (a throwaway PostgreSQL cluster from
+``earthkeep.testbed.servers``, which runs with fsync off like the test fixtures)
+and ``--db-url URL`` (an empty database of your own); ``--db`` may be repeated.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import AbstractContextManager
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from earthkeep.testbed.runner import child_server
 
@@ -71,20 +77,41 @@ def earthkeep_listing(base: str, concurrency: int) -> tuple[set[str], float, int
     return ids, time.perf_counter() - started, lister.stats.requests
 
 
-def earthkeep_discovery(base: str, concurrency: int) -> tuple[float, dict[str, object]]:
+@contextmanager
+def catalog_url(kind: str) -> Iterator[str]:
+    """An empty catalog: a SQLite file, a throwaway PostgreSQL database, or a URL given as is."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tempfile.mkdtemp(prefix='bench-ckan-')}/catalog.db"
+    elif kind == "postgres":
+        from earthkeep.testbed.servers import PostgresServer
+
+        with PostgresServer() as pg:
+            yield pg.create_database("bench_ckan")
+    else:
+        yield kind
+
+
+def earthkeep_discovery(base: str, concurrency: int, url: str) -> tuple[float, dict[str, object], set[str]]:
+    """The product's whole discovery into the catalog at ``url``; the dataset ids it then holds."""
+    from sqlalchemy import select
+
     from earthkeep.catalog.db import create_db_engine, session_factory
     from earthkeep.catalog.migrate import upgrade
     from earthkeep.rescue.discovery import DiscoveryRequest, discover
     from earthkeep.rescue.settings import RescueSettings
+    from earthkeep.rescue.tables import Dataset
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ckan-"))
-    engine = create_db_engine(f"sqlite:///{tmp}/catalog.db")
+    engine = create_db_engine(url)
     upgrade(engine)
     settings = RescueSettings(portal=base, concurrency=concurrency)
+    sessions = session_factory(engine)
     started = time.perf_counter()
-    out = discover(session_factory(engine), settings, DiscoveryRequest.from_settings(settings), allow_private=True)
+    out = discover(sessions, settings, DiscoveryRequest.from_settings(settings), allow_private=True)
+    elapsed = time.perf_counter() - started
+    with sessions() as s:
+        ids = set(s.scalars(select(Dataset.ckan_id).where(Dataset.portal == base.rstrip("/"))))
     engine.dispose()
-    return time.perf_counter() - started, out
+    return elapsed, out, ids
 
 
 def main() -> None:
@@ -93,7 +120,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--latency", choices=sorted(LATENCY), default="realistic")
     ap.add_argument("--no-discovery", action="store_true", help="skip the end-to-end discovery run")
+    ap.add_argument("--db", action="append", choices=["sqlite", "postgres"], help="catalog(s) for discovery")
+    ap.add_argument("--db-url", action="append", default=[], help="an empty catalog database for discovery")
     args = ap.parse_args()
+    catalogs = (args.db or ([] if args.db_url else ["sqlite"])) + args.db_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import logging
 
@@ -112,13 +142,17 @@ def main() -> None:
         )
         same = peer_ids == ek_ids
         print(f"identical dataset ids: {same}; speed-up: {peer_s / ek_s:.1f}x")
-        if not args.no_discovery:
-            disc_s, out = earthkeep_discovery(base, args.concurrency)
+        for kind in [] if args.no_discovery else catalogs:
+            with catalog_url(kind) as url:
+                disc_s, out, kept = earthkeep_discovery(base, args.concurrency, url)
+            name = kind if kind in ("sqlite", "postgres") else url.split("://")[0]
             print(
-                f"earthkeep full discovery into SQLite (listing + {out['created']} datasets, {out['resources']} "
-                f"resources, {out['assets']} assets, history): {disc_s:.2f} s; "
-                f"vs the offset loop's listing alone: {peer_s / disc_s:.1f}x"
+                f"earthkeep full discovery into {name} (listing + {out['created']} datasets, {out['resources']} "
+                f"resources, {out['assets']} assets, history): {disc_s:.2f} s, {out['requests']} requests; "
+                f"catalog holds the peer's ids: {kept == peer_ids}; speed-up: {peer_s / disc_s:.1f}x"
             )
+            same = same and kept == peer_ids
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if not same:
             sys.exit(1)
 

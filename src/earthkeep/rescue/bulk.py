@@ -1,23 +1,28 @@
-"""Bulk writes for discovery: prebuilt statements run with the driver's executemany, ids allocated up front.
+"""Bulk writes for discovery: values in the driver's form, multi-row inserts, ids reserved up front.
 
 SQLAlchemy's Core executemany runs every value of every row through Python type
 processors (JSON encoding, datetime conversion, parameter dicts); for the
 hundred thousand rows of a large discovery run that costs more than the
-database's own work. A :class:`Bulk` writes rows given as tuples already in the
-database's form, through ``Connection.exec_driver_sql`` (so driver errors are
-still wrapped by SQLAlchemy and translated at the usual boundary):
+database's own work. Here rows are tuples already in the database's form and go
+through ``Connection.exec_driver_sql`` (driver errors are still wrapped by
+SQLAlchemy and translated at the usual boundary):
 
-* :meth:`Bulk.json` encodes with orjson (json for what orjson refuses, such as
-  integers beyond 64 bits); PostgreSQL receives it with a cast to the column type;
-* :meth:`Bulk.time` is the column type's own bind conversion (naive UTC text on
-  SQLite, the aware datetime on PostgreSQL);
+* :class:`Encoder` gives values as the driver takes them: JSON text from orjson
+  (the standard library for what orjson refuses, such as integers beyond 64 bits;
+  PostgreSQL receives it with a cast to the column type), and the column type's
+  own datetime conversion (naive UTC text on SQLite, aware datetimes on PostgreSQL);
+* :meth:`Bulk.insert` sends up to 500 rows per ``INSERT ... VALUES`` statement
+  rather than one executemany: SQLite's driver releases the GIL once per
+  statement instead of once per row, so a writer thread is not held up row
+  after row (each time up to the interpreter's switch interval) while other
+  threads run Python;
 * :meth:`Bulk.ids` reserves primary keys so that dependent rows (history,
   resources, assets) need no read-back: PostgreSQL takes them from the column's
   sequence; SQLite continues from ``max(id)``, which is safe because every
   catalog transaction on SQLite holds the write lock from its ``BEGIN IMMEDIATE``
   (see :mod:`earthkeep.catalog.db`).
 
-:func:`fewer_collections` spaces out the cyclic garbage collector's passes while
+:data:`fewer_collections` spaces out the cyclic garbage collector's passes while
 a run lasts: a run keeps tens of thousands of parsed records alive for a moment
 each, so with the default threshold (700 new containers) they are promoted to
 the oldest generation and the full passes that follow traverse the whole heap
@@ -30,49 +35,55 @@ import gc
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
+from itertools import chain
+from types import TracebackType
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
 from earthkeep.catalog.tables import UTCDateTime
 
 Row = tuple[Any, ...]
 ROWS_PER_STATEMENT = 500
 SQLITE_MAX_PARAMS = 32766  # SQLite's default limit since 3.32 (999 before)
-POSTGRES_MAX_PARAMS = 65535
 GC_THRESHOLD = 50_000  # new containers between young collections during a run (CPython's default: 700)
-_gc_lock = threading.Lock()
-_gc_runs = 0
-_gc_saved: tuple[int, int, int] = (700, 10, 10)
 
 
-@contextmanager
-def fewer_collections(threshold: int = GC_THRESHOLD) -> Iterator[None]:
-    """Raise the collector's first threshold while the block runs; the last concurrent run out restores it.
+class _FewerCollections:
+    """Context manager: the collector's first threshold raised while any run is inside; restored after the last.
 
-    Nothing is disabled (collections still happen, just less often) and a threshold already
-    higher than ``threshold`` is left alone.
+    Nothing is disabled (collections still happen, less often) and a threshold already higher is
+    left alone. Re-entrant across threads: concurrent runs share one saved setting.
     """
-    global _gc_runs, _gc_saved
-    with _gc_lock:
-        if _gc_runs == 0:
-            _gc_saved = gc.get_threshold()
-            if _gc_saved[0] < threshold:
-                gc.set_threshold(threshold, *_gc_saved[1:])
-        _gc_runs += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_runs -= 1
-            if _gc_runs == 0:
-                gc.set_threshold(*_gc_saved)
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = gc.get_threshold()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = gc.get_threshold()
+                if self._saved[0] < self.threshold:
+                    gc.set_threshold(self.threshold, *self._saved[1:])
+            self._inside += 1
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                gc.set_threshold(*self._saved)
+
+
+fewer_collections = _FewerCollections(GC_THRESHOLD)
 
 
 def encode_json(value: Any) -> str:
@@ -83,58 +94,77 @@ def encode_json(value: Any) -> str:
         return json.dumps(value)
 
 
+class Encoder:
+    """Values in the form the driver of ``dialect`` takes them (no connection needed)."""
+
+    json = staticmethod(encode_json)
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._time: Callable[[Any], Any] | None = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+
+    def time(self, value: datetime | None) -> Any:
+        """``value`` for a :class:`~earthkeep.catalog.tables.UTCDateTime` column."""
+        return self._time(value) if self._time and value is not None else value
+
+
 class Bulk:
     """Bulk statements on one connection (inside the caller's transaction)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = conn.dialect
+        self.enc = Encoder(self.dialect)
         self.sqlite = self.dialect.name == "sqlite"
-        self.max_params = (
-            (SQLITE_MAX_PARAMS if sqlite3.sqlite_version_info >= (3, 32) else 999)
-            if self.sqlite
-            else POSTGRES_MAX_PARAMS
-        )
-        self._time: Callable[[Any], Any] | None = UTCDateTime().dialect_impl(self.dialect).bind_processor(self.dialect)
-
-    json = staticmethod(encode_json)
-
-    def time(self, value: datetime | None) -> Any:
-        """``value`` as the driver takes it for a :class:`~earthkeep.catalog.tables.UTCDateTime` column."""
-        return self._time(value) if self._time and value is not None else value
+        self.max_params = SQLITE_MAX_PARAMS if sqlite3.sqlite_version_info >= (3, 32) else 999
 
     def ids(self, table: Table, n: int) -> list[int]:
         """``n`` unused primary keys of ``table`` (an integer ``id`` column)."""
         if n <= 0:
             return []
         if self.sqlite:
-            top = self.conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {self._name(table)}").scalar_one()
+            name = self.dialect.identifier_preparer.format_table(table)
+            top = self.conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {name}").scalar_one()
             return list(range(top + 1, top + 1 + n))
-        sql = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
-        return [row[0] for row in self.conn.exec_driver_sql(sql, (table.name, n))]
+        sql = "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)"
+        return list(self.conn.exec_driver_sql(sql, (table.name, n)).scalar_one())
 
     def insert(self, table: Table, columns: Sequence[str], rows: Sequence[Row]) -> None:
-        """``INSERT`` every row (values in ``columns`` order), many rows per statement.
+        """``INSERT`` every row (values in ``columns`` order).
 
-        Multi-row ``VALUES`` rather than executemany: SQLite's driver releases the GIL once per
-        statement instead of once per row, so the writer is not held up row after row (each time
-        for up to the interpreter's switch interval) while the listing threads run Python.
+        SQLite: up to 500 rows per statement (see the module notes). PostgreSQL: ``COPY ... FROM
+        STDIN``, its bulk path (an executemany costs psycopg some 20 µs of Python per row, and long
+        multi-row statements are parsed again in Python on every execution).
         """
+        if not rows:
+            return
         cols = tuple(columns)
+        if not self.sqlite:
+            self._copy(table, cols, rows)
+            return
         per = max(1, min(ROWS_PER_STATEMENT, self.max_params // len(cols)))
         for i in range(0, len(rows), per):
             part = rows[i : i + per]
             self.conn.exec_driver_sql(
-                _insert_sql(self.dialect, table, cols, len(part)), tuple(v for row in part for v in row)
+                _insert_sql(self.dialect, table, cols, len(part)), tuple(chain.from_iterable(part))
             )
 
+    def _copy(self, table: Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
+        q = self.dialect.identifier_preparer
+        sql = f"COPY {q.format_table(table)} ({', '.join(q.quote(c) for c in columns)}) FROM STDIN"
+        dbapi = self.conn.connection.dbapi_connection
+        assert dbapi is not None  # the connection is checked out: we are inside its transaction
+        try:
+            with dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+        except self.dialect.loaded_dbapi.Error as e:  # as exec_driver_sql would: SQLAlchemy's error classes
+            raise DBAPIError.instance(sql, None, e, self.dialect.loaded_dbapi.Error) from e
+
     def update(self, table: Table, columns: Sequence[str], rows: Sequence[Row]) -> None:
-        """``UPDATE ... WHERE id = ?`` for every row: the values of ``columns``, then the id."""
+        """``UPDATE ... WHERE id = ?`` for every row (executemany): the values of ``columns``, then the id."""
         if rows:
             self.conn.exec_driver_sql(_update_sql(self.dialect, table, tuple(columns)), list(rows))
-
-    def _name(self, table: Table) -> str:
-        return self.dialect.identifier_preparer.format_table(table)
 
 
 def _placeholders(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> list[str]:

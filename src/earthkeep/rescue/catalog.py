@@ -1,13 +1,14 @@
 """Keep what discovery finds: organizations, datasets (with history), resources and their assets.
 
-:func:`persist_page` writes one ``package_search`` page with one lookup of
-the page's ids and one executemany per table (:class:`earthkeep.rescue.bulk.Bulk`:
-rows in the database's form, ids reserved up front, no read-backs): new
-datasets are inserted (history ``created``), datasets whose ``metadata_modified``
-moved are updated with a ``modified`` history row holding
-:func:`earthkeep.rescue.history.diff`, unchanged ones only get ``last_seen_at``.
-A dataset seen again after being marked gone comes back (history ``returned``).
-:func:`mark_gone` is the sweep's verdict; nothing is ever deleted.
+:func:`write_page` keeps one prepared ``package_search`` page
+(:func:`earthkeep.rescue.rows.prepare_page`) with one lookup of the page's ids
+and a few multi-row statements per table (:class:`earthkeep.rescue.bulk.Bulk`:
+ids reserved up front, no read-backs): new datasets are inserted (history
+``created``), datasets whose ``metadata_modified`` moved are updated with a
+``modified`` history row holding :func:`earthkeep.rescue.history.diff`,
+unchanged ones only get ``last_seen_at``. A dataset seen again after being
+marked gone comes back (history ``returned``). :func:`persist_page` prepares and
+writes in one go. :func:`mark_gone` is the sweep's verdict; nothing is ever deleted.
 """
 
 from __future__ import annotations
@@ -22,77 +23,33 @@ from sqlalchemy.orm import Session
 
 from earthkeep.catalog.tables import utcnow
 from earthkeep.errors import Conflict, InvalidInput
-from earthkeep.rescue.assets import AssetPlan, plan_resource
-from earthkeep.rescue.bulk import Bulk, Row
+from earthkeep.rescue.assets import AssetPlan
+from earthkeep.rescue.bulk import Bulk, Encoder, Row
 from earthkeep.rescue.history import diff
-from earthkeep.rescue.tables import ASSET_KINDS, Dataset, DatasetHistory, Organization, RescueAsset, Resource
+from earthkeep.rescue.rows import (
+    ASSET_COLUMNS,
+    DATASET_FIELDS,
+    HISTORY_COLUMNS,
+    MAX_ERRORS,
+    MODIFIED,
+    ORG_ID,
+    RESOURCE_FIELDS,
+    Context,
+    PreparedDataset,
+    PreparedPage,
+    PreparedResource,
+    asset_fields,
+    prepare_page,
+)
+from earthkeep.rescue.tables import Dataset, DatasetHistory, Organization, RescueAsset, Resource
 from earthkeep.sources.ckan import Filters, parse_modified
 
-DOWNLOADABLE = {name for name, ok, _ in ASSET_KINDS if ok}
-MAX_INT32 = 2**31 - 1
+__all__ = ["Context", "PageResult", "check_record", "insert_assets", "mark_gone", "persist_page", "write_page"]
+
 DATASETS = cast(Table, Dataset.__table__)
 HISTORY = cast(Table, DatasetHistory.__table__)
 RESOURCES = cast(Table, Resource.__table__)
 ASSETS = cast(Table, RescueAsset.__table__)
-# what a listing sets on a dataset row (insert and update), in the order of _dataset_row
-DATASET_FIELDS = (
-    "portal",
-    "ckan_id",
-    "name",
-    "title",
-    "organization_id",
-    "organization",
-    "tags",
-    "groups",
-    "metadata_modified",
-    "modified_raw",
-    "popularity",
-    "meta",
-    "status",
-    "last_seen_at",
-    "gone_at",
-)
-MODIFIED = DATASET_FIELDS.index("metadata_modified")
-HISTORY_COLUMNS = ("dataset_id", "observed_at", "metadata_modified", "change", "fields", "run_id")
-RESOURCE_FIELDS = (
-    "dataset_id",
-    "ckan_id",
-    "name",
-    "url",
-    "format",
-    "mimetype",
-    "size",
-    "hash",
-    "status",
-    "meta",
-    "updated_at",
-)
-ASSET_COLUMNS = (
-    "dataset_id",
-    "resource_id",
-    "parent_id",
-    "kind",
-    "url",
-    "url_hash",
-    "filename",
-    "format",
-    "media_type",
-    "size",
-    "size_source",
-    "size_note",
-    "sha256_declared",
-    "state",
-    "pool",
-    "last_error",
-    "failures",
-    "priority",
-    "boost",
-    "replicas",
-    "verified_copies",
-    "conflict",
-    "created_at",
-    "updated_at",
-)
 
 
 @dataclass
@@ -111,286 +68,149 @@ class PageResult:
     def add(self, other: PageResult) -> None:
         for name in ("created", "modified", "unchanged", "returned", "resources", "assets", "invalid"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.errors = (self.errors + other.errors)[:20]
+        self.errors = (self.errors + other.errors)[:MAX_ERRORS]
+
+    def skipped(self, d: PreparedDataset) -> None:
+        """Count the invalid resources of a dataset being written."""
+        self.invalid += d.invalid
+        self.errors = (self.errors + d.errors)[:MAX_ERRORS]
 
 
-@dataclass
-class Context:
-    """What persisting needs besides the records."""
-
-    portal: str
-    run_id: str | None
-    max_asset_bytes: int
-    allow_private: bool
-    orgs: dict[str, int] = field(default_factory=dict)  # ckan org id -> row id
-
-
-def _names(items: Any) -> list[str]:
-    if not isinstance(items, list):
-        return []
-    return sorted({str(i["name"]) for i in items if isinstance(i, dict) and i.get("name")})[:200]
-
-
-def _popularity(rec: dict[str, Any]) -> int | None:
-    ts = rec.get("tracking_summary")
-    total = ts.get("total") if isinstance(ts, dict) else None
-    ok = isinstance(total, int) and not isinstance(total, bool) and 0 <= total <= MAX_INT32
-    return total if ok else None
-
-
-def _org_of(rec: dict[str, Any]) -> dict[str, Any] | None:
-    org = rec.get("organization")
-    return org if isinstance(org, dict) and isinstance(org.get("id"), str) and org.get("name") else None
-
-
-def upsert_orgs(s: Session, ctx: Context, records: Iterable[dict[str, Any]]) -> None:
+def upsert_orgs(s: Session, ctx: Context, orgs: Iterable[dict[str, Any] | None]) -> None:
     """Insert organizations not yet known; remember their row ids in ``ctx.orgs``."""
-    found = {o["id"]: o for r in records if (o := _org_of(r)) and o["id"] not in ctx.orgs}
+    found = {o["id"]: o for o in orgs if o and o["id"] not in ctx.orgs}
     if not found:
         return
-    rows = s.execute(
-        select(Organization.ckan_id, Organization.id).where(
-            Organization.portal == ctx.portal, Organization.ckan_id.in_(list(found))
-        )
-    )
-    ctx.orgs.update({cid: rid for cid, rid in rows})
+    known = select(Organization.ckan_id, Organization.id).where(Organization.portal == ctx.portal)
+    ctx.orgs.update(s.execute(known.where(Organization.ckan_id.in_(list(found)))).tuples().all())
     new = [o for cid, o in found.items() if cid not in ctx.orgs]
     if new:
         now = utcnow()
         values = [
-            {
-                "portal": ctx.portal,
-                "ckan_id": o["id"],
-                "name": str(o["name"])[:200],
-                "title": o.get("title"),
-                "meta": o,
-                "first_seen_at": now,
-                "updated_at": now,
-            }
+            {"portal": ctx.portal, "ckan_id": o["id"], "name": str(o["name"])[:200], "title": o.get("title"),
+             "meta": o, "first_seen_at": now, "updated_at": now}
             for o in new
-        ]
+        ]  # fmt: skip
         s.execute(insert(Organization), values)
-        ctx.orgs.update(
-            {
-                cid: rid
-                for cid, rid in s.execute(
-                    select(Organization.ckan_id, Organization.id).where(
-                        Organization.portal == ctx.portal, Organization.ckan_id.in_([o["id"] for o in new])
-                    )
-                )
-            }
-        )
-
-
-def _dataset_row(b: Bulk, ctx: Context, rec: dict[str, Any], now: Any) -> Row:
-    """The listing's values of one dataset (``DATASET_FIELDS`` order), ``now`` already in database form."""
-    org = _org_of(rec)
-    title = rec.get("title")
-    return (
-        ctx.portal,
-        rec["id"],
-        str(rec.get("name") or rec["id"])[:300],
-        title if isinstance(title, str) else None,
-        ctx.orgs.get(org["id"]) if org else None,
-        str(org["name"])[:200] if org else None,
-        b.json(_names(rec.get("tags"))),
-        b.json(_names(rec.get("groups"))),
-        b.time(parse_modified(rec["metadata_modified"])),
-        str(rec["metadata_modified"])[:40],
-        _popularity(rec),
-        b.json(rec),
-        "active",
-        now,
-        None,
-    )
+        ctx.orgs.update(s.execute(known.where(Organization.ckan_id.in_([o["id"] for o in new]))).tuples().all())
 
 
 def persist_page(s: Session, ctx: Context, records: Sequence[dict[str, Any]]) -> PageResult:
-    """Write one page of search results (already checked to have ``id`` and ``metadata_modified``)."""
+    """Prepare and write one page of search results (already checked to have ``id`` and ``metadata_modified``)."""
+    return write_page(s, ctx, prepare_page(Encoder(s.get_bind().dialect), ctx, records))
+
+
+def write_page(s: Session, ctx: Context, page: PreparedPage) -> PageResult:
+    """Keep one prepared page in the session's transaction."""
     res = PageResult()
-    now = utcnow()
     b = Bulk(s.connection())
-    upsert_orgs(s, ctx, records)
-    by_id = {r["id"]: r for r in records}
+    upsert_orgs(s, ctx, (d.org for d in page.datasets))
     existing = {
         cid: (rid, raw, status)
         for rid, cid, raw, status in s.execute(
             select(Dataset.id, Dataset.ckan_id, Dataset.modified_raw, Dataset.status).where(
-                Dataset.portal == ctx.portal, Dataset.ckan_id.in_(list(by_id))
+                Dataset.portal == ctx.portal, Dataset.ckan_id.in_([d.ckan_id for d in page.datasets])
             )
         )
     }
-    new = [r for cid, r in by_id.items() if cid not in existing]
-    changed = {
-        existing[cid][0]: r
-        for cid, r in by_id.items()
-        if cid in existing and (existing[cid][1] != str(r["metadata_modified"])[:40] or existing[cid][2] != "active")
-    }
-    same = [existing[cid][0] for cid, r in by_id.items() if cid in existing and existing[cid][0] not in changed]
+    new, changed, same = [], {}, []
+    for d in page.datasets:
+        old = existing.get(d.ckan_id)
+        if old is None:
+            new.append(d)
+        elif old[1] != d.modified_raw or old[2] != "active":
+            changed[old[0]] = d
+        else:
+            same.append(old[0])
     if same:
-        s.execute(update(Dataset).where(Dataset.id.in_(same)).values(last_seen_at=now))
+        s.execute(update(Dataset).where(Dataset.id.in_(same)).values(last_seen_at=page.now))
         res.unchanged = len(same)
-    _insert_new(b, ctx, new, now, res)
-    _update_changed(s, b, ctx, changed, now, res)
+    _insert_new(b, ctx, new, page.stamp, res)
+    _update_changed(s, b, ctx, changed, page.stamp, res)
     return res
 
 
-def _insert_new(b: Bulk, ctx: Context, records: list[dict[str, Any]], now: datetime, res: PageResult) -> None:
-    if not records:
+def _row(ctx: Context, d: PreparedDataset) -> Row:
+    """The dataset's row with its organization's row id."""
+    if d.org is None:
+        return d.row
+    return (*d.row[:ORG_ID], ctx.orgs.get(d.org["id"]), *d.row[ORG_ID + 1 :])
+
+
+def _insert_new(b: Bulk, ctx: Context, datasets: list[PreparedDataset], stamp: Any, res: PageResult) -> None:
+    if not datasets:
         return
-    t = b.time(now)
-    ids = b.ids(DATASETS, len(records))
-    rows = [_dataset_row(b, ctx, r, t) for r in records]
+    ids = b.ids(DATASETS, len(datasets))
     b.insert(
         DATASETS,
         ("id", *DATASET_FIELDS, "first_seen_at", "boost", "changes"),
-        [(did, *row, t, 0.0, 0) for did, row in zip(ids, rows, strict=True)],
+        [(did, *_row(ctx, d), stamp, 0.0, 0) for did, d in zip(ids, datasets, strict=True)],
     )
     b.insert(
         HISTORY,
         HISTORY_COLUMNS,
         [
-            (did, t, row[MODIFIED], "created", b.json({"name": row[2], "title": row[3]}), ctx.run_id)
-            for did, row in zip(ids, rows, strict=True)
+            (did, stamp, d.row[MODIFIED], "created", b.enc.json({"name": d.row[2], "title": d.row[3]}), ctx.run_id)
+            for did, d in zip(ids, datasets, strict=True)
         ],
     )
     res.created += len(ids)
-    _add_resources(b, ctx, [(did, r.get("resources")) for did, r in zip(ids, records, strict=True)], now, res)
+    for d in datasets:
+        res.skipped(d)
+    _add_resources(b, [(did, d.resources) for did, d in zip(ids, datasets, strict=True)], res)
 
 
 def _update_changed(
-    s: Session, b: Bulk, ctx: Context, changed: dict[int, dict[str, Any]], now: datetime, res: PageResult
+    s: Session, b: Bulk, ctx: Context, changed: dict[int, PreparedDataset], stamp: Any, res: PageResult
 ) -> None:
     if not changed:
         return
-    t = b.time(now)
     olds = {
         did: (meta, status, n)
         for did, meta, status, n in s.execute(
             select(Dataset.id, Dataset.meta, Dataset.status, Dataset.changes).where(Dataset.id.in_(list(changed)))
         )
     }
-    rows, history, resources = [], [], []
-    for did, rec in changed.items():
+    rows, history = [], []
+    for did, d in changed.items():
         meta, status, n = olds[did]
         kind = "returned" if status != "active" else "modified"
-        row = _dataset_row(b, ctx, rec, t)
-        rows.append((*row, (n or 0) + 1, did))
-        history.append((did, t, row[MODIFIED], kind, b.json(diff(meta or {}, rec)), ctx.run_id))
+        rows.append((*_row(ctx, d), (n or 0) + 1, did))
+        history.append((did, stamp, d.row[MODIFIED], kind, b.enc.json(diff(meta or {}, d.rec)), ctx.run_id))
         res.returned += kind == "returned"
         res.modified += kind == "modified"
-        resources.append((did, rec.get("resources")))
+        res.skipped(d)
     b.update(DATASETS, (*DATASET_FIELDS, "changes"), rows)
     b.insert(HISTORY, HISTORY_COLUMNS, history)
-    _sync_resources(s, b, ctx, resources, now, res)
+    _sync_resources(s, b, changed, stamp, res)
 
 
-def _valid_resources(raw: Any, res: PageResult) -> list[dict[str, Any]]:
-    if not isinstance(raw, list):
-        return []
-    out, seen = [], set()
-    for r in raw:
-        if (
-            isinstance(r, dict)
-            and isinstance(r.get("id"), str)
-            and r["id"]
-            and isinstance(r.get("url"), str)
-            and r["id"][:100] not in seen
-        ):
-            seen.add(r["id"][:100])
-            out.append(r)
-        else:
-            res.invalid += 1
-            if len(res.errors) < 20:
-                res.errors.append(f"resource without id or url skipped: {str(r)[:100]}")
-    return out
-
-
-def _plan(ctx: Context, r: dict[str, Any]) -> AssetPlan:
-    return plan_resource(r, max_bytes=ctx.max_asset_bytes, allow_private=ctx.allow_private)
-
-
-def _resource_row(b: Bulk, did: int, r: dict[str, Any], plan: AssetPlan, now: Any) -> Row:
-    """``RESOURCE_FIELDS`` of one resource, ``now`` already in database form."""
-    name = r.get("name")
-    return (
-        did,
-        r["id"][:100],
-        name if isinstance(name, str) else None,
-        r["url"],
-        plan.format,
-        plan.media_type,
-        plan.size,
-        str(r.get("hash") or "")[:200] or None,
-        "active",
-        b.json(r),
-        now,
-    )
-
-
-def _add_resources(b: Bulk, ctx: Context, groups: list[tuple[int, Any]], now: datetime, res: PageResult) -> None:
-    found = [(did, r, _plan(ctx, r)) for did, raw in groups for r in _valid_resources(raw, res)]
+def _add_resources(b: Bulk, groups: list[tuple[int, list[PreparedResource]]], res: PageResult) -> None:
+    """Insert new resources, each with its asset (a new resource has none yet: nothing to look up)."""
+    found = [(did, r) for did, resources in groups for r in resources]
     if not found:
         return
-    t = b.time(now)
     rids = b.ids(RESOURCES, len(found))
     b.insert(
         RESOURCES,
-        ("id", *RESOURCE_FIELDS),
-        [(rid, *_resource_row(b, did, r, plan, t)) for rid, (did, r, plan) in zip(rids, found, strict=True)],
+        ("id", "dataset_id", *RESOURCE_FIELDS),
+        [(rid, did, *r.row) for rid, (did, r) in zip(rids, found, strict=True)],
     )
+    b.insert(ASSETS, ASSET_COLUMNS, [(did, rid, None, *r.asset) for rid, (did, r) in zip(rids, found, strict=True)])
     res.resources += len(rids)
-    # new resources have no assets yet: nothing to look up
-    res.assets += _write_assets(b, [(did, rid, plan, None) for rid, (did, _, plan) in zip(rids, found, strict=True)], t)
-
-
-def asset_row(dataset_id: int, resource_id: int, plan: AssetPlan, parent_id: int | None, now: Any) -> Row:
-    """The ``ASSET_COLUMNS`` of a new asset, ``now`` in database form."""
-    refused = plan.refused is not None
-    return (
-        dataset_id,
-        resource_id,
-        parent_id,
-        plan.kind,
-        plan.url,
-        plan.url_hash,
-        plan.filename,
-        plan.format,
-        plan.media_type,
-        plan.size,
-        plan.size_source,
-        plan.size_note,
-        plan.sha256,
-        "refused" if refused else "new",
-        not refused and plan.kind in DOWNLOADABLE,
-        plan.refused,
-        0,
-        0.0,
-        0.0,
-        0,
-        0,
-        False,
-        now,
-        now,
-    )
-
-
-def _write_assets(
-    b: Bulk, rows: list[tuple[int, int, AssetPlan, int | None]], now: Any, have: set[tuple[int, str]] | None = None
-) -> int:
-    """Insert the assets whose (resource, URL) is neither in ``have`` nor earlier in ``rows``."""
-    values, seen = [], set(have or ())
-    for did, rid, plan, parent in rows:
-        key = (rid, plan.url_hash)
-        if key not in seen:
-            seen.add(key)
-            values.append(asset_row(did, rid, plan, parent, now))
-    b.insert(ASSETS, ASSET_COLUMNS, values)
-    return len(values)
+    res.assets += len(rids)
 
 
 def insert_assets(s: Session, rows: list[tuple[int, int, AssetPlan, int | None]], now: datetime) -> int:
-    """Insert assets, skipping URLs a resource already has; returns how many were new."""
+    """Insert assets ``(dataset id, resource id, plan, parent id)``, skipping URLs a resource already has.
+
+    Returns how many were new.
+    """
+    b = Bulk(s.connection())
+    return _insert_assets(s, b, rows, b.enc.time(now))
+
+
+def _insert_assets(s: Session, b: Bulk, rows: list[tuple[int, int, AssetPlan, int | None]], stamp: Any) -> int:
     if not rows:
         return 0
     have = set(
@@ -400,43 +220,42 @@ def insert_assets(s: Session, rows: list[tuple[int, int, AssetPlan, int | None]]
             )
         ).tuples()
     )
-    b = Bulk(s.connection())
-    return _write_assets(b, rows, b.time(now), have)
+    values = []
+    for did, rid, plan, parent in rows:
+        if (rid, plan.url_hash) not in have:
+            have.add((rid, plan.url_hash))
+            values.append((did, rid, parent, *asset_fields(plan, stamp)))
+    b.insert(ASSETS, ASSET_COLUMNS, values)
+    return len(values)
 
 
-def _sync_resources(
-    s: Session, b: Bulk, ctx: Context, groups: list[tuple[int, Any]], now: datetime, res: PageResult
-) -> None:
+def _sync_resources(s: Session, b: Bulk, changed: dict[int, PreparedDataset], stamp: Any, res: PageResult) -> None:
     """Resources of modified datasets: add new ones, mark vanished ones removed, follow URL changes."""
-    t = b.time(now)
-    current: dict[int, dict[str, tuple[int, str]]] = {did: {} for did, _ in groups}
-    for rid, did, cid, status in s.execute(
-        select(Resource.id, Resource.dataset_id, Resource.ckan_id, Resource.status).where(
-            Resource.dataset_id.in_(list(current))
-        )
-    ):
+    current: dict[int, dict[str, tuple[int, str]]] = {did: {} for did in changed}
+    rows = select(Resource.id, Resource.dataset_id, Resource.ckan_id, Resource.status)
+    for rid, did, cid, status in s.execute(rows.where(Resource.dataset_id.in_(list(changed)))):
         current[did][cid] = (rid, status)
-    fresh: list[tuple[int, Any]] = []
+    fresh: list[tuple[int, list[PreparedResource]]] = []
     kept: list[Row] = []
     moved: list[tuple[int, int, AssetPlan, int | None]] = []
     removed: list[Row] = []
-    for did, raw in groups:
-        valid = _valid_resources(raw, res)
-        ids = {r["id"][:100] for r in valid}
+    for did, d in changed.items():
+        ids = {r.ckan_id for r in d.resources}
         removed += [
-            ("removed", t, rid) for cid, (rid, status) in current[did].items() if cid not in ids and status != "removed"
+            ("removed", stamp, rid)
+            for cid, (rid, status) in current[did].items()
+            if cid not in ids and status != "removed"
         ]
-        fresh.append((did, [r for r in valid if r["id"][:100] not in current[did]]))
-        for r in valid:
-            known = current[did].get(r["id"][:100])
+        fresh.append((did, [r for r in d.resources if r.ckan_id not in current[did]]))
+        for r in d.resources:
+            known = current[did].get(r.ckan_id)
             if known is not None:
-                plan = _plan(ctx, r)
-                kept.append((*_resource_row(b, did, r, plan, t), known[0]))
-                moved.append((did, known[0], plan, None))
+                kept.append((did, *r.row, known[0]))
+                moved.append((did, known[0], r.plan, None))
     b.update(RESOURCES, ("status", "updated_at"), removed)
-    b.update(RESOURCES, RESOURCE_FIELDS, kept)
-    _add_resources(b, ctx, fresh, now, res)
-    res.assets += insert_assets(s, moved, now)
+    b.update(RESOURCES, ("dataset_id", *RESOURCE_FIELDS), kept)
+    _add_resources(b, fresh, res)
+    res.assets += _insert_assets(s, b, moved, stamp)
 
 
 def mark_gone(
@@ -457,12 +276,11 @@ def mark_gone(
             f"{ctx.portal}: the sweep would mark {len(vanished)} of {active} datasets gone; refused "
             f"(over max_gone_fraction={max_fraction}); is the portal degraded? rerun with force"
         )
-    now = utcnow()
     b = Bulk(s.connection())
-    t = b.time(now)
+    stamp = b.enc.time(utcnow())
     for ids, status, change in ((vanished, "gone", "gone"), (back, "active", "returned")):
-        b.update(DATASETS, ("status", "gone_at"), [(status, t if status == "gone" else None, d) for d in ids])
-        b.insert(HISTORY, HISTORY_COLUMNS, [(d, t, None, change, "{}", ctx.run_id) for d in ids])
+        b.update(DATASETS, ("status", "gone_at"), [(status, stamp if status == "gone" else None, d) for d in ids])
+        b.insert(HISTORY, HISTORY_COLUMNS, [(d, stamp, None, change, "{}", ctx.run_id) for d in ids])
     return len(vanished), len(back)
 
 

@@ -1,7 +1,10 @@
 """Discovery runs: list a CKAN portal (full or since the last high-water mark), keep it, sweep for gone datasets.
 
-A run is recorded in the run ledger (source ``ckan``). Pages are written while
-the next ones are still being fetched. The high-water mark of the portal and
+A run is recorded in the run ledger (source ``ckan``). Three things overlap:
+the listing threads fetch pages, the calling thread prepares each page's rows
+(:func:`earthkeep.rescue.rows.prepare_page`: plans, JSON, tuples) and one writer
+thread keeps the prepared pages in order, each in its own transaction, at most
+:data:`WRITE_AHEAD` behind. The high-water mark of the portal and
 filter scope only moves when a run completes, so a failed run loses nothing:
 the next one starts from the same place. The sweep lists every id in scope
 (``fl=id,name,metadata_modified``, same windows) and marks the missing ones gone,
@@ -10,25 +13,31 @@ refusing when implausibly many would go (see ``max_gone_fraction``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.runs import finish_run, start_run
 from earthkeep.catalog.tables import utcnow
-from earthkeep.rescue.bulk import fewer_collections
-from earthkeep.rescue.catalog import Context, PageResult, mark_gone, persist_page
+from earthkeep.rescue.bulk import Encoder, fewer_collections
+from earthkeep.rescue.catalog import Context, PageResult, mark_gone, write_page
+from earthkeep.rescue.rows import PreparedPage, prepare_page
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.rescue.tables import Harvest
 from earthkeep.sources.ckan import SWEEP_FIELDS, CkanClient, Filters, Lister
 
 log = structlog.get_logger(__name__)
 SOURCE = "ckan"
+WRITE_AHEAD = 2  # prepared pages waiting for the writer (more only holds memory: the writer is the slower side)
 
 
 @dataclass
@@ -88,6 +97,7 @@ def discover(
     client = client or CkanClient(req.portal, timeout_s=settings.timeout_s)
     with sessions.begin() as s:
         run = start_run(s, SOURCE, collection=req.portal, trace_id=trace_id)
+        dialect = s.get_bind().dialect
         harvest = _harvest(s, req)
         since = (
             None
@@ -105,12 +115,8 @@ def discover(
         since=since,
     )
     try:
-        with fewer_collections():
-            for page in lister.pages():
-                with sessions.begin() as s:
-                    total.add(persist_page(s, ctx, page))
-                if on_page:
-                    on_page(lister.stats.records, lister.stats.reported)
+        with fewer_collections:
+            _keep_pages(sessions, ctx, lister, dialect, total, on_page)
             gone = _sweep(sessions, settings, req, ctx, client) if req.sweep else None
     except Exception as exc:
         with sessions.begin() as s:
@@ -154,6 +160,45 @@ def discover(
         **{k: v for k, v in details.items() if isinstance(v, int)},
     )
     return {"run_id": run.id, **details}
+
+
+def _keep_pages(
+    sessions: sessionmaker[Session],
+    ctx: Context,
+    lister: Lister,
+    dialect: Dialect,
+    total: PageResult,
+    on_page: Callable[[int, int], None] | None,
+) -> None:
+    """Prepare each listed page here while one writer thread keeps the ones before it, in order.
+
+    The first failure stops the run: pages not yet written are dropped (the high-water mark does
+    not move, so the next run lists them again) and the listing is closed.
+    """
+    enc = Encoder(dialect)
+    pending: deque[Future[PageResult]] = deque()
+
+    def done(f: Future[PageResult]) -> None:
+        total.add(f.result())
+        if on_page:
+            on_page(lister.stats.records, lister.stats.reported)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="rescue-writer") as writer, closing(lister.pages()) as pages:
+        try:
+            for page in pages:
+                pending.append(writer.submit(_write, sessions, ctx, prepare_page(enc, ctx, page)))
+                while pending and (len(pending) > WRITE_AHEAD or pending[0].done()):
+                    done(pending.popleft())
+            while pending:
+                done(pending.popleft())
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def _write(sessions: sessionmaker[Session], ctx: Context, page: PreparedPage) -> PageResult:
+    with sessions.begin() as s:
+        return write_page(s, ctx, page)
 
 
 def _sweep(

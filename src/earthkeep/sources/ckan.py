@@ -23,7 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -141,10 +141,6 @@ def solr_key(ts: datetime) -> str:
     """Millisecond Solr date (what CKAN's index stores): ``2024-05-18T21:38:23.184Z``."""
     ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-
-
-def _key_of(record: Mapping[str, Any]) -> str:
-    return solr_key(parse_modified(record.get("metadata_modified")))
 
 
 # ----------------------------------------------------------------------- client
@@ -344,7 +340,7 @@ class Lister:
     def _bound(self, records: list[Any]) -> str:
         """The time key of the first record of a one-row answer; a malformed one is a source error."""
         try:
-            return _check_record(records[0] if records else None)[0]
+            return solr_key(_check_record(records[0] if records else None)[0])
         except InvalidInput as exc:
             raise SourceUnavailable(f"{self.client.url}: malformed package_search answer: {exc}") from exc
 
@@ -417,36 +413,41 @@ class Lister:
 
     def _accept(self, results: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
         """Valid, not yet seen records of a page, and the time keys of every valid one (in order)."""
-        fresh, keys = [], []
+        checked: list[tuple[dict[str, Any], str, datetime]] = []
+        invalid: list[str] = []
         for rec in results:
             try:
-                key, rid = _check_record(rec)
+                ts, rid = _check_record(rec)
             except InvalidInput as exc:
-                with self._lock:
-                    self.stats.invalid += 1
-                    self.stats.first_invalid = self.stats.first_invalid or str(exc)
+                invalid.append(str(exc))
                 continue
-            keys.append(key)
-            with self._lock:
+            checked.append((rec, rid, ts))
+        fresh = []
+        with self._lock:  # once per page
+            st = self.stats
+            if invalid:
+                st.invalid += len(invalid)
+                st.first_invalid = st.first_invalid or invalid[0]
+            for rec, rid, ts in checked:
                 if rid in self._seen:
-                    self.stats.duplicates += 1
+                    st.duplicates += 1
                     continue
                 self._seen.add(rid)
-                self.stats.records += 1
-                ts = parse_modified(rec["metadata_modified"])
-                if self.stats.high_water is None or ts > self.stats.high_water:
-                    self.stats.high_water = ts
-            fresh.append(rec)
-        return fresh, keys
+                st.records += 1
+                if st.high_water is None or ts > st.high_water:
+                    st.high_water = ts
+                fresh.append(rec)
+        return fresh, [solr_key(ts) for _, _, ts in checked]
 
 
-def _check_record(rec: Any) -> tuple[str, str]:
+def _check_record(rec: Any) -> tuple[datetime, str]:
+    """``(metadata_modified, id)`` of a search result, or :class:`InvalidInput`."""
     if not isinstance(rec, dict):
         raise InvalidInput(f"a search result is a {type(rec).__name__}, not a dataset object: {str(rec)[:80]!r}")
     rid = rec.get("id")
     if not isinstance(rid, str) or not rid or len(rid) > 100:
         raise InvalidInput(f"a search result has no usable id: {str(rec)[:120]!r}")
-    return _key_of(rec), rid
+    return parse_modified(rec.get("metadata_modified")), rid
 
 
 def _split(lo: str, hi: str | None, n: int) -> list[Window]:

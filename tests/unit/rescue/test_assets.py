@@ -84,3 +84,71 @@ def test_plan_keeps_a_declared_sha256_only_when_it_is_one():
     )
     bad = plan_resource({"id": "r", "url": "https://h/x", "hash": "md5:abc"}, max_bytes=MAX, allow_private=False)
     assert good.sha256 == "a" * 64 and bad.sha256 is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://data.noaa.gov/a/b.csv?x=1&y=2#frag",
+        "HTTP://Example.COM:8080/Path/",
+        "http://h",
+        "http://h?",
+        "http://h#",
+        "https://u:p@h:80/p;x?q=1#f",
+        "http://h/a b",
+        "http:/x",
+        "http:x",
+        "http://[::1]:6379/",
+        "http://[::1",
+        "http://a]b/",
+        "http://h\\x/y",
+        "https://h?x#y",
+        "http://h#a?b",
+        "ftp://h/x",
+        "http://é.example/",
+        " http://h/",
+        "http://h/\tx",
+        "http://h/x\x00y",
+        "",
+        "https://h:99999/",
+        "//h/x",
+        "http:///x",
+    ],
+)
+def test_the_fast_url_split_agrees_with_urlsplit(url):
+    from urllib.parse import urlsplit
+
+    from earthkeep.rescue.assets import _split
+
+    try:
+        parts = urlsplit(url)
+        want = (parts.scheme, parts.netloc, parts.path)
+    except ValueError:
+        want = ("", "", "")
+    assert _split(url) == want
+
+
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_the_per_host_refusal_cache_gives_the_uncached_answer(allow_private):
+    urls = [
+        "https://data.noaa.gov/a.csv",
+        "https://data.noaa.gov/b.csv",
+        "http://127.0.0.1:9/x",
+        "http://127.0.0.1:9/y",
+        "http://10.0.0.1/z",
+        "https://h:99999/",
+        "http://[::1]/x",
+        "http://localhost/a",
+        "file:///etc/passwd",
+        "gopher://h/x",
+        "http://h:abc/",
+    ]
+    for url in urls * 2:  # the second round answers from the cache
+        plan = plan_resource({"id": "r", "url": url}, max_bytes=MAX, allow_private=allow_private)
+        assert plan.refused == refusal(url, allow_private), url
+
+
+def test_a_malformed_url_is_planned_and_refused_not_raised():
+    plan = plan_resource({"id": "r", "url": "http://[::1/x.csv", "format": "CSV"}, max_bytes=MAX, allow_private=True)
+    assert plan.refused and "malformed" in plan.refused
+    assert classify("http://[::1/x", "CSV", None) == "file"
