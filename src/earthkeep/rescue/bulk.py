@@ -22,11 +22,17 @@ SQLAlchemy and translated at the usual boundary):
   catalog transaction on SQLite holds the write lock from its ``BEGIN IMMEDIATE``
   (see :mod:`earthkeep.catalog.db`).
 
-:data:`fewer_collections` spaces out the cyclic garbage collector's passes while
-a run lasts: a run keeps tens of thousands of parsed records alive for a moment
-each, so with the default threshold (700 new containers) they are promoted to
-the oldest generation and the full passes that follow traverse the whole heap
-again and again (about a fifth of a run's CPU, measured).
+:data:`bulk_tuning` adjusts two interpreter settings while a run lasts (both
+process-wide, restored when the last concurrent run leaves):
+
+* the cyclic garbage collector's first threshold, 700 -> 50,000 new containers:
+  a run keeps tens of thousands of parsed records alive for a moment each, so
+  with the default they are promoted to the oldest generation and the full
+  passes that follow traverse the whole heap again and again (about a fifth of
+  a run's CPU, measured);
+* the GIL switch interval, 5 -> 1 ms: the writer thread hands the GIL back at
+  every statement, and each time it wants it again it waits for the interval
+  while the preparing or listing threads run Python (runs 10% faster, measured).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import gc
 import json
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -53,37 +60,42 @@ Row = tuple[Any, ...]
 ROWS_PER_STATEMENT = 500
 SQLITE_MAX_PARAMS = 32766  # SQLite's default limit since 3.32 (999 before)
 GC_THRESHOLD = 50_000  # new containers between young collections during a run (CPython's default: 700)
+SWITCH_INTERVAL_S = 0.001  # the GIL switch interval during a run (CPython's default: 0.005)
 
 
-class _FewerCollections:
-    """Context manager: the collector's first threshold raised while any run is inside; restored after the last.
+class _BulkTuning:
+    """Context manager: the settings above while any run is inside; the saved ones back after the last.
 
-    Nothing is disabled (collections still happen, less often) and a threshold already higher is
-    left alone. Re-entrant across threads: concurrent runs share one saved setting.
+    A setting already more favourable (a higher threshold, a shorter interval) is left alone.
+    Re-entrant across threads: concurrent runs share one saved state.
     """
 
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
+    def __init__(self, gc_threshold: int, switch_interval_s: float) -> None:
+        self.gc_threshold = gc_threshold
+        self.switch_interval_s = switch_interval_s
         self._lock = threading.Lock()
         self._inside = 0
-        self._saved = gc.get_threshold()
+        self._saved = (gc.get_threshold(), sys.getswitchinterval())
 
     def __enter__(self) -> None:
         with self._lock:
             if self._inside == 0:
-                self._saved = gc.get_threshold()
-                if self._saved[0] < self.threshold:
-                    gc.set_threshold(self.threshold, *self._saved[1:])
+                self._saved = threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+                if threshold[0] < self.gc_threshold:
+                    gc.set_threshold(self.gc_threshold, *threshold[1:])
+                if interval > self.switch_interval_s:
+                    sys.setswitchinterval(self.switch_interval_s)
             self._inside += 1
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         with self._lock:
             self._inside -= 1
             if self._inside == 0:
-                gc.set_threshold(*self._saved)
+                gc.set_threshold(*self._saved[0])
+                sys.setswitchinterval(self._saved[1])
 
 
-fewer_collections = _FewerCollections(GC_THRESHOLD)
+bulk_tuning = _BulkTuning(GC_THRESHOLD, SWITCH_INTERVAL_S)
 
 
 def encode_json(value: Any) -> str:

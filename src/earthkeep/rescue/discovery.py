@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.runs import finish_run, start_run
 from earthkeep.catalog.tables import utcnow
-from earthkeep.rescue.bulk import Encoder, fewer_collections
+from earthkeep.rescue.bulk import Encoder, bulk_tuning
 from earthkeep.rescue.catalog import Context, PageResult, mark_gone, write_page
 from earthkeep.rescue.rows import PreparedPage, prepare_page
 from earthkeep.rescue.settings import RescueSettings
@@ -115,7 +115,7 @@ def discover(
         since=since,
     )
     try:
-        with fewer_collections:
+        with bulk_tuning:
             _keep_pages(sessions, ctx, lister, dialect, total, on_page)
             gone = _sweep(sessions, settings, req, ctx, client) if req.sweep else None
     except Exception as exc:

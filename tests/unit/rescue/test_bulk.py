@@ -2,11 +2,12 @@
 
 import gc
 import json
+import sys
 
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
-from earthkeep.rescue.bulk import GC_THRESHOLD, _FewerCollections, _insert_sql, _update_sql, encode_json
+from earthkeep.rescue.bulk import GC_THRESHOLD, SWITCH_INTERVAL_S, _BulkTuning, _insert_sql, _update_sql, encode_json
 from earthkeep.rescue.catalog import ASSETS, DATASETS
 
 
@@ -26,29 +27,38 @@ def test_insert_sql_has_one_value_group_per_row_and_casts_json_on_postgresql():
 
 
 @pytest.fixture
-def threshold():
-    saved = gc.get_threshold()
+def defaults():
+    saved = gc.get_threshold(), sys.getswitchinterval()
     gc.set_threshold(700, 10, 10)
+    sys.setswitchinterval(0.005)
     yield
-    gc.set_threshold(*saved)
+    gc.set_threshold(*saved[0])
+    sys.setswitchinterval(saved[1])
 
 
-def test_fewer_collections_raises_the_threshold_until_the_last_run_leaves(threshold):
-    fewer = _FewerCollections(GC_THRESHOLD)
-    with fewer:
+def test_tuning_holds_until_the_last_run_leaves(defaults):
+    tuning = _BulkTuning(GC_THRESHOLD, SWITCH_INTERVAL_S)
+    with tuning:
         assert gc.get_threshold() == (GC_THRESHOLD, 10, 10)
-        with fewer:  # a second run (another thread) inside the first
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+        with tuning:  # a second run (another thread) inside the first
             assert gc.get_threshold()[0] == GC_THRESHOLD
         assert gc.get_threshold()[0] == GC_THRESHOLD  # the first run is still inside
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
     assert gc.get_threshold() == (700, 10, 10)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
 
 
-def test_fewer_collections_restores_after_an_error_and_keeps_a_higher_setting(threshold):
-    fewer = _FewerCollections(GC_THRESHOLD)
-    with pytest.raises(ValueError), fewer:
+def test_tuning_is_undone_after_an_error_and_leaves_better_settings_alone(defaults):
+    tuning = _BulkTuning(GC_THRESHOLD, SWITCH_INTERVAL_S)
+    with pytest.raises(ValueError), tuning:
         raise ValueError("boom")
     assert gc.get_threshold() == (700, 10, 10)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
     gc.set_threshold(10**6, 10, 10)
-    with fewer:
+    sys.setswitchinterval(0.0005)
+    with tuning:
         assert gc.get_threshold()[0] == 10**6
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
     assert gc.get_threshold()[0] == 10**6
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
