@@ -54,8 +54,10 @@ def test_filters_and_since(portal, client):
 
 
 def test_fq_quoting():
-    assert Filters(organizations=("noaa-gov", "epa gov"), tags=("climate",)).fq() == \
-        'organization:(noaa-gov OR "epa gov") AND tags:(climate)'
+    assert (
+        Filters(organizations=("noaa-gov", "epa gov"), tags=("climate",)).fq()
+        == 'organization:(noaa-gov OR "epa gov") AND tags:(climate)'
+    )
     assert Filters().fq() == ""
     assert Filters(tags=("a",)).key() != Filters(tags=("b",)).key()
 
