@@ -7,8 +7,10 @@ Instead every listing here pages **moving ``metadata_modified`` windows**:
 ``rows=1000``; the next page starts at the last timestamp seen (records sharing
 that timestamp are skipped with a small ``start``). The span between the oldest
 and newest match is cut into windows paged by ``concurrency`` threads at once;
-a thread that runs out of windows splits the busiest remaining one in two
-(work stealing), so skewed portals stay parallel. Records are de-duplicated by
+a thread that runs out of windows splits the one with the most records left
+(from the ``count`` of its last answer) in two, where the density of that last
+page puts half of them (work stealing), so skewed portals stay parallel and no
+request is spent on empty slices. Records are de-duplicated by
 id; the last window is open-ended, so datasets modified during a listing are
 still seen.
 
@@ -248,6 +250,8 @@ class Window:
     busy: bool = False
     done: bool = False
     pages: int = 0
+    left: int | None = None  # records after the last page, by its answer's count (None: not known)
+    rate: float | None = None  # records per second of metadata_modified in the last page
 
 
 @dataclass
@@ -375,19 +379,18 @@ class Lister:
         return None
 
     def _steal(self) -> Window | None:
-        busy = [w for w in self._windows if w.busy and not w.done and w.pages > 0]
-        best: tuple[float, Window, str] | None = None
-        for w in busy:
-            mid = _midpoint(w.cursor, w.hi)
-            if mid is not None:
-                span = (parse_modified(w.hi or mid) - parse_modified(w.cursor)).total_seconds()
-                if best is None or span > best[0]:
-                    best = (span, w, mid)
+        """Split the busy window with the most records left (if worth a request of its own) in two."""
+        best: tuple[int, Window, str] | None = None
+        for w in self._windows:
+            if w.busy and not w.done and w.left is not None and w.left > self.rows // 4:
+                cut = _cut(w)
+                if cut is not None and (best is None or w.left > best[0]):
+                    best = (w.left, w, cut)
         if best is None:
             return None
-        _, w, mid = best
-        new = Window(mid, w.hi, busy=True)
-        w.hi = mid
+        _, w, cut = best
+        new = Window(cut, w.hi, busy=True)
+        w.hi, w.left = cut, None  # known again after its next page
         self._windows.append(new)
         self.stats.windows += 1
         return new
@@ -395,7 +398,7 @@ class Lister:
     def _page(self, w: Window, out: queue.Queue[Any]) -> None:
         with self._lock:
             cursor, hi, skip = w.cursor, w.hi, w.skip
-        _, results = self.client.search(
+        count, results = self.client.search(
             self._range_fq(cursor, hi), q=self.q, rows=self.rows, start=skip, sort=SORT_ASC, fl=self.fl
         )
         fresh, keys = self._accept(results)
@@ -406,6 +409,9 @@ class Lister:
                 last = keys[-1]
                 w.skip = (w.skip + len(keys)) if last == w.cursor else sum(1 for k in keys if k == last)
                 w.cursor = last
+            # count covers [cursor, hi) as asked: unknown if the window was split meanwhile
+            w.left = max(0, count - skip - len(results)) if w.hi == hi else None
+            w.rate = _rate(keys)
             if len(results) < self.rows or (w.hi is not None and w.cursor >= w.hi):
                 w.done, w.busy = True, False
         if fresh:
@@ -459,6 +465,22 @@ def _split(lo: str, hi: str | None, n: int) -> list[Window]:
     cuts = [lo] + [solr_key(a + step * i) for i in range(1, n)]
     cuts = sorted(set(cuts))
     return [Window(c, cuts[i + 1] if i + 1 < len(cuts) else None) for i, c in enumerate(cuts)]
+
+
+def _rate(keys: list[str]) -> float | None:
+    """Records per second of ``metadata_modified`` over a page's keys; None for a single instant."""
+    if len(keys) < 2 or keys[0] == keys[-1]:
+        return None
+    return len(keys) / (parse_modified(keys[-1]) - parse_modified(keys[0])).total_seconds()
+
+
+def _cut(w: Window) -> str | None:
+    """Where to split ``w``: half its records on, at its last page's density (else half its time)."""
+    mid = _midpoint(w.cursor, w.hi)
+    if mid is None or not w.rate or not w.left:
+        return mid
+    cut = solr_key(parse_modified(w.cursor) + timedelta(seconds=w.left / 2 / w.rate))
+    return cut if w.cursor < cut < (w.hi or mid) else mid
 
 
 def _midpoint(lo: str, hi: str | None) -> str | None:

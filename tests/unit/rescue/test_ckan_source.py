@@ -92,3 +92,11 @@ def test_unreachable_portal_is_source_unavailable(monkeypatch):
     client = CkanClient("http://127.0.0.1:9", timeout_s=2)
     with pytest.raises(SourceUnavailable, match="failed"):
         client.search("")
+
+
+def test_work_stealing_spends_few_requests_beyond_the_full_pages(client):
+    for _ in range(3):
+        lister = Lister(client, rows=100, concurrency=4)
+        assert len(ids(lister)) == 1200
+        # 12 full pages + 2 to plan; each window (4 planned, any split) ends with at most one short page
+        assert lister.stats.requests <= 1200 // 100 + 2 + 2 * 4, lister.stats
