@@ -1,7 +1,7 @@
 """Full discovery of a 20,000-dataset emulated CKAN portal: earthkeep vs a plain sequential ckanapi offset loop.
 
     .venv/bin/python bench/ckan.py [--datasets 20000] [--concurrency 8] [--latency realistic|none]
-                                   [--db sqlite|postgres ...] [--db-url URL]
+                                   [--db sqlite|postgres ...] [--db-url URL] [--repeat N]
 
 The emulator (earthkeep.testbed.ckan) runs in its own process, like a remote
 portal. ``--latency realistic`` (default) gives each package_search the server
@@ -20,12 +20,16 @@ peer's dataset ids. Catalogs: ``--db sqlite`` (default, a file in a temporary
 directory), ``--db postgres`` (a throwaway PostgreSQL cluster from
 ``earthkeep.testbed.servers``, which runs with fsync off like the test fixtures)
 and ``--db-url URL`` (an empty database of your own); ``--db`` may be repeated.
+``--repeat N`` runs each discovery N times into fresh catalogs and reports the
+median, best and worst (this shared machine's load swings wall times; the peer,
+which mostly waits on the portal, hardly moves).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -78,17 +82,17 @@ def earthkeep_listing(base: str, concurrency: int) -> tuple[set[str], float, int
 
 
 @contextmanager
-def catalog_url(kind: str) -> Iterator[str]:
-    """An empty catalog: a SQLite file, a throwaway PostgreSQL database, or a URL given as is."""
+def catalog_urls(kind: str, n: int) -> Iterator[list[str]]:
+    """``n`` empty catalogs: SQLite files, databases of one throwaway PostgreSQL, or the one URL given."""
     if kind == "sqlite":
-        yield f"sqlite:///{tempfile.mkdtemp(prefix='bench-ckan-')}/catalog.db"
+        yield [f"sqlite:///{tempfile.mkdtemp(prefix='bench-ckan-')}/catalog.db" for _ in range(n)]
     elif kind == "postgres":
         from earthkeep.testbed.servers import PostgresServer
 
         with PostgresServer() as pg:
-            yield pg.create_database("bench_ckan")
+            yield [pg.create_database(f"bench_ckan_{i}") for i in range(n)]
     else:
-        yield kind
+        yield [kind]  # an empty database of the user's: one run
 
 
 def earthkeep_discovery(base: str, concurrency: int, url: str) -> tuple[float, dict[str, object], set[str]]:
@@ -122,6 +126,7 @@ def main() -> None:
     ap.add_argument("--no-discovery", action="store_true", help="skip the end-to-end discovery run")
     ap.add_argument("--db", action="append", choices=["sqlite", "postgres"], help="catalog(s) for discovery")
     ap.add_argument("--db-url", action="append", default=[], help="an empty catalog database for discovery")
+    ap.add_argument("--repeat", type=int, default=1, help="discovery runs per catalog kind (each into a fresh one)")
     args = ap.parse_args()
     catalogs = (args.db or ([] if args.db_url else ["sqlite"])) + args.db_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -143,15 +148,25 @@ def main() -> None:
         same = peer_ids == ek_ids
         print(f"identical dataset ids: {same}; speed-up: {peer_s / ek_s:.1f}x")
         for kind in [] if args.no_discovery else catalogs:
-            with catalog_url(kind) as url:
-                disc_s, out, kept = earthkeep_discovery(base, args.concurrency, url)
-            name = kind if kind in ("sqlite", "postgres") else url.split("://")[0]
-            print(
-                f"earthkeep full discovery into {name} (listing + {out['created']} datasets, {out['resources']} "
-                f"resources, {out['assets']} assets, history): {disc_s:.2f} s, {out['requests']} requests; "
-                f"catalog holds the peer's ids: {kept == peer_ids}; speed-up: {peer_s / disc_s:.1f}x"
-            )
-            same = same and kept == peer_ids
+            times = []
+            with catalog_urls(kind, args.repeat) as urls:
+                for url in urls:
+                    disc_s, out, kept = earthkeep_discovery(base, args.concurrency, url)
+                    times.append(disc_s)
+                    name = kind if kind in ("sqlite", "postgres") else url.split("://")[0]
+                    print(
+                        f"earthkeep full discovery into {name} (listing + {out['created']} datasets, "
+                        f"{out['resources']} resources, {out['assets']} assets, history): {disc_s:.2f} s, "
+                        f"{out['requests']} requests; catalog holds the peer's ids: {kept == peer_ids}; "
+                        f"speed-up: {peer_s / disc_s:.1f}x (load {os.getloadavg()[0]:.2f})"
+                    )
+                    same = same and kept == peer_ids
+            if len(times) > 1:
+                med = statistics.median(times)
+                print(
+                    f"  {name}: median of {len(times)} {med:.2f} s ({peer_s / med:.1f}x), best {min(times):.2f} s "
+                    f"({peer_s / min(times):.1f}x), worst {max(times):.2f} s ({peer_s / max(times):.1f}x)"
+                )
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if not same:
             sys.exit(1)
