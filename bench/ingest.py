@@ -1,6 +1,6 @@
 """Station ingest throughput: generator -> HTTP collector -> NATS JetStream -> consumer -> PostgreSQL.
 
-One command, one run, four measurements on the same PostgreSQL and NATS
+One command, one run, six measurements on the same PostgreSQL and NATS
 (throwaway servers from the testbed, PostgreSQL with fsync off as in the tests):
 
 * ceiling:  raw ``COPY`` of the distinct rows into ``ingest_observations`` (no
@@ -9,16 +9,21 @@ One command, one run, four measurements on the same PostgreSQL and NATS
   CONFLICT DO NOTHING, hourly rollup, commit) in batches of 2,000;
 * earthkeep end to end: simulated stations POST NDJSON batches (1,000 records)
   from several concurrent clients to the collector (uvicorn, one process), which
-  publishes one JetStream message per record and answers after the acks; one
-  consumer process writes to PostgreSQL. The clock stops when the database
-  holds every distinct valid record; the stored set is then compared exactly;
-* the same with ``message_mode = "batch"`` (one JetStream message per 1,000
-  records of a request instead of one per record);
+  publishes one JetStream message per 1,000 records (the default) and answers
+  after the acks; one consumer process (``--consumers`` consumers on one
+  connection) writes to PostgreSQL. The clock stops when the database holds
+  every distinct valid record; the stored set is then compared exactly;
+* the same with ``message_mode = "record"`` (one JetStream message per record);
 * baseline (the original way): the same collector and stream, but the consumer
   does one ``INSERT`` and commit per message (as the seed pipeline did);
 * the embedded mode: the collector writes through to PostgreSQL (no broker).
 
+For each pipeline it also prints the CPU time every process used per record
+(collector, consumer, nats-server, PostgreSQL backends, this client), which other
+work on the machine does not change.
+
     .venv/bin/python bench/ingest.py [--records 200000] [--baseline-records 20000] [--clients 4]
+        [--consumers 3] [--fetch-batch 3000] [--only batch|record|embedded ...]
 """
 
 from __future__ import annotations
@@ -285,8 +290,8 @@ async def post_all(port: int, payloads: list[bytes], clients: int) -> dict[str, 
 
 
 KEY: dict[str, str] = {}
-CONSUMERS = 1
-FETCH_BATCH = 5000
+CONSUMERS = 3
+FETCH_BATCH = 3000
 
 
 def _cpu_of(pid: int | None, *, children: bool = True) -> float:
@@ -378,8 +383,10 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--baseline-records", type=int, default=20_000)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--consumers", type=int, default=1, help="consumers in the consumer process (one connection)")
-    ap.add_argument("--fetch-batch", type=int, default=5000, help="records a consumer pulls at a time")
+    ap.add_argument("--consumers", type=int, default=3,
+                    help="consumers in the consumer process (one connection; as `earthkeep weather consume`)")
+    ap.add_argument("--fetch-batch", type=int, default=3000,
+                    help="records a consumer pulls at a time (EARTHKEEP_INGEST_FETCH_BATCH's default)")
     ap.add_argument("--only", choices=["record", "batch", "embedded"], action="append",
                     help="run only these earthkeep pipelines (and the baseline); repeatable")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)

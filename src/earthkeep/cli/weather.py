@@ -115,7 +115,9 @@ def timeseries(station_id: str, start: Annotated[datetime, typer.Option(help="IS
 
 @app.command()
 @friendly
-def consume(count: Annotated[int, typer.Option(help="consumers in this process (writes in flight at once)")] = 3) -> None:
+def consume(
+    count: Annotated[int, typer.Option(help="consumers in this process (writes in flight at once)")] = 3,
+) -> None:
     """Run consumers of the JetStream stream until Ctrl-C (run as many processes as you like)."""
     import signal
 

@@ -64,7 +64,7 @@ class IngestSettings(Section):
         1, ge=0, le=64, validation_alias=_env("EARTHKEEP_INGEST_API_CONSUMERS", "api_consumers"),
         description="consumers the API process runs itself in nats mode (0: run `earthkeep weather consume`)",
     )
-    fetch_batch: int = Field(5000, ge=1, le=100_000,
+    fetch_batch: int = Field(3000, ge=1, le=100_000,
                              validation_alias=_env("EARTHKEEP_INGEST_FETCH_BATCH", "fetch_batch"))
     fetch_wait_s: float = Field(1.0, gt=0, validation_alias=_env("EARTHKEEP_INGEST_FETCH_WAIT", "fetch_wait_s"))
     ack_wait_s: float = Field(30.0, gt=0, validation_alias=_env("EARTHKEEP_INGEST_ACK_WAIT", "ack_wait_s"))
