@@ -79,6 +79,21 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextlib.contextmanager
+def driver_errors(dialect: Any, statement: str, params: Any = None) -> Iterator[None]:
+    """Errors of work done on the driver's connection directly (COPY, binary cursors), as SQLAlchemy raises them.
+
+    ``exec_driver_sql`` wraps driver errors in SQLAlchemy's classes; code that
+    uses the DBAPI connection itself for speed wraps them here the same way, so
+    :func:`translate_errors` and timeout handling see one kind of error.
+    """
+    base = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as e:
+        raise exc.DBAPIError.instance(statement, params, e, base) from e
+
+
+@contextlib.contextmanager
 def translate_errors(what: str = "catalog") -> Iterator[None]:
     """Turn SQLAlchemy/driver errors into earthkeep errors (the only place that does)."""
     try:

@@ -129,9 +129,7 @@ class Collector:
     async def submit(self, parsed: Parsed, *, trace_id: str | None) -> SubmitResult:
         """Validate, dead-letter the refused, publish the rest; return once the broker accepted them."""
         records = parsed.records
-        ids = {r.station_id if type(r) is Wire else r.get("station_id") for r in records
-               if type(r) is Wire or isinstance(r, dict)}
-        ids = {i for i in ids if isinstance(i, str)}
+        ids = {sid for r in records if isinstance(sid := _station_of(r), str)}
         if any(not self.stations.cached(i) for i in ids):
             try:
                 await asyncio.to_thread(self.stations.prepare, ids)
@@ -159,6 +157,13 @@ class Collector:
             await asyncio.to_thread(record_dead_letters, self.engine, "collector", rejected, trace_id)
         except Exception as exc:  # the caller still gets every reason; only the copy for inspection is lost
             log.error("ingest.dead_letter_failed", trace_id=trace_id, records=len(rejected), error=str(exc))
+
+
+def _station_of(record: Any) -> Any:
+    """The ``station_id`` a record names (anything, for a record that is not an object)."""
+    if type(record) is Wire:
+        return record.station_id
+    return record.get("station_id") if isinstance(record, dict) else None
 
 
 def _merge(parsed: Parsed, bad: list[Rejection]) -> list[Rejection]:

@@ -24,10 +24,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, cast, func, literal_column, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from earthkeep.catalog.cursor import decode_cursor, encode_cursor
-from earthkeep.catalog.db import translate_errors
+from earthkeep.catalog.db import driver_errors, translate_errors
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.ingest.models import MEASURE_NAMES, iso
 from earthkeep.ingest.tables import hourly, observations
@@ -225,17 +225,12 @@ def _rows(conn: Connection, stmt: Any) -> list[Any]:
     """
     if conn.dialect.name != "postgresql":
         return list(conn.execute(stmt).all())
-    import psycopg
-
     compiled = stmt.compile(dialect=conn.dialect)
     params = compiled.construct_params()
     dbapi: Any = conn.connection.driver_connection
-    try:
-        with dbapi.cursor(binary=True) as cur:
-            cur.execute(compiled.string, params)
-            return cur.fetchall()
-    except psycopg.Error as e:  # as SQLAlchemy would raise it, so timeouts and outages are translated the same
-        raise DBAPIError.instance(compiled.string, params, e, psycopg.Error) from e
+    with driver_errors(conn.dialect, compiled.string, params), dbapi.cursor(binary=True) as cur:
+        cur.execute(compiled.string, params)
+        return cur.fetchall()
 
 
 def _rollup_buckets(engine: Engine, station_id: str, lo: datetime, hi: datetime, seconds: int,

@@ -52,8 +52,8 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 
+from earthkeep.catalog.db import driver_errors
 from earthkeep.catalog.tables import UTCDateTime
 
 Row = tuple[Any, ...]
@@ -166,12 +166,9 @@ class Bulk:
         sql = f"COPY {q.format_table(table)} ({', '.join(q.quote(c) for c in columns)}) FROM STDIN"
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None  # the connection is checked out: we are inside its transaction
-        try:
-            with dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
-                for row in rows:
-                    copy.write_row(row)
-        except self.dialect.loaded_dbapi.Error as e:  # as exec_driver_sql would: SQLAlchemy's error classes
-            raise DBAPIError.instance(sql, None, e, self.dialect.loaded_dbapi.Error) from e
+        with driver_errors(self.dialect, sql), dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+            for row in rows:
+                copy.write_row(row)
 
     def update(self, table: Table, columns: Sequence[str], rows: Sequence[Row]) -> None:
         """``UPDATE ... WHERE id = ?`` for every row (executemany): the values of ``columns``, then the id."""
