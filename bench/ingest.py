@@ -233,16 +233,15 @@ def ceiling(pg: PostgresServer, records: list[dict[str, Any]], stations: list[An
     import psycopg
 
     from earthkeep.ingest.models import validate_records
-    from earthkeep.ingest.writer import copy_text
+    from earthkeep.ingest.writer import copy_rows
 
     good, _ = validate_records(records, known_station=lambda _: True)
     distinct = list({g.key: g for g in good}.values())
-    text = copy_text(distinct)
     url = new_db(pg, "ceiling", stations)
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         t = time.perf_counter()
-        with conn.cursor() as cur, cur.copy("COPY ingest_observations FROM STDIN") as copy:
-            copy.write(text)
+        with conn.cursor() as cur:
+            copy_rows(cur, "COPY ingest_observations FROM STDIN (FORMAT BINARY)", distinct)
         conn.commit()
         dt = time.perf_counter() - t
     return {"rows": len(distinct), "seconds": dt, "rate": len(distinct) / dt}

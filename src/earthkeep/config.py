@@ -140,6 +140,11 @@ class ApiSettings(Section):
     )
     public_read: bool = Field(True, validation_alias=_env("EARTHKEEP_PUBLIC_READ", "public_read"))
     page_limit: int = Field(1000, ge=1, le=100_000, validation_alias=_env("EARTHKEEP_PAGE_LIMIT", "page_limit"))
+    key_cache_s: float = Field(
+        2.0, ge=0, le=300, validation_alias=_env("EARTHKEEP_API_KEY_CACHE_SECONDS", "key_cache_s"),
+        description="how long a verified API key is trusted without asking the catalog again (0: every request); "
+                    "a revocation by another process takes effect within this time",
+    )
 
 
 class WorkerSettings(Section):

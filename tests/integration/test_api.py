@@ -153,3 +153,49 @@ def test_oversized_and_malformed_bodies(services, client):
     assert bad.status_code == 422
     assert client.get("/jobs/notanumber").status_code == 422
     assert client.get("/jobs/424242").status_code == 404
+
+
+def test_verified_keys_are_cached_briefly_and_revocations_elsewhere_apply_within_that_time(services, client):
+    """The catalog is asked once per cache period; last_used_at is written then, not on every request."""
+    from sqlalchemy import select, update
+
+    from earthkeep.apikeys import KeyCache
+    from earthkeep.catalog.tables import ApiKey
+
+    now = [100.0]
+    services.extras["api_keys"] = KeyCache(2.0, clock=lambda: now[0])
+    admin = _key(services, "admin")
+    hdr = {"Authorization": f"Bearer {admin}"}
+
+    def last_used():
+        with services.sessions() as s:
+            return s.scalars(select(ApiKey.last_used_at).where(ApiKey.prefix == admin[:10])).one()
+
+    assert client.post("/jobs", json={"kind": "fetch", "payload": {}}, headers=hdr).status_code != 401
+    first = last_used()
+    with services.sessions.begin() as s:  # as another process would: straight in the catalog, no revoke_key
+        s.execute(update(ApiKey).where(ApiKey.prefix == admin[:10]).values(revoked_at=T0))
+    now[0] += 1.0
+    job = {"kind": "fetch", "payload": {"url": "https://example.org/a.nc", "collection": "downloads"}}
+    assert client.post("/jobs", json=job, headers=hdr).status_code == 202  # still trusted: checked 1 s ago
+    assert last_used() == first  # and no write for it
+    now[0] += 1.5
+    r = client.post("/jobs", json=job, headers=hdr)
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+    assert client.post("/jobs", json={"kind": "fetch"}, headers={"Authorization": "Bearer ek_nope"}).status_code == 401
+
+
+def test_a_key_cache_of_zero_seconds_asks_the_catalog_every_time(services, client):
+    from sqlalchemy import update
+
+    from earthkeep.apikeys import KeyCache
+    from earthkeep.catalog.tables import ApiKey
+
+    services.extras["api_keys"] = KeyCache(0)
+    reader = _key(services, "read")
+    hdr = {"Authorization": f"Bearer {reader}"}
+    r = client.post("/jobs", json={"kind": "fetch"}, headers=hdr)
+    assert r.status_code == 403 and "lacks the 'admin' scope" in r.json()["detail"]
+    with services.sessions.begin() as s:
+        s.execute(update(ApiKey).where(ApiKey.prefix == reader[:10]).values(revoked_at=T0))
+    assert client.post("/jobs", json={"kind": "fetch"}, headers=hdr).status_code == 401

@@ -251,3 +251,28 @@ def test_hourly_series_equals_the_raw_rows_and_slow_queries_time_out(services, d
                           "ON CONFLICT DO NOTHING"), {"t0": T0 + timedelta(days=2)})
     with pytest.raises(queries.QueryTimeout, match="longer than 1 ms"):
         queries.timeseries(engine, "KSEA", start=T0, end=T0 + timedelta(days=10), interval="5m", timeout_ms=1)
+
+
+def test_writer_plain_insert_first_then_on_conflict_when_a_batch_has_duplicates(services):
+    """Clean batches take the plain insert; a duplicate undoes only that attempt and the rollup stays exact."""
+    from earthkeep.ingest.models import Obs
+    from earthkeep.ingest.writer import ObservationWriter
+
+    engine = services.engine
+    w = ObservationWriter(engine)
+    pg = engine.dialect.name == "postgresql"  # SQLite always takes its one path
+    row = [Obs("KSEA", T0 + timedelta(minutes=i), float(i % 40), 50.0) for i in range(300)]
+    assert w.write(row[:100]).inserted == 100 and w._optimistic
+    mixed = row[50:150]  # 50 stored already, 50 new
+    result = w.write(mixed)
+    assert (result.inserted, result.duplicates) == (50, 50) and w._optimistic is not pg
+    again = w.write(row[100:200] + row[100:110])  # repeats within the batch and against the table
+    assert (again.inserted, again.duplicates) == (50, 60) and w._optimistic is not pg
+    assert w.write(row[200:300]).inserted == 100 and w._optimistic  # a clean batch: back to the plain insert
+    assert count(engine, "ingest_observations") == 300
+    assert rollup_total(engine) == {"n": 300, "temperature_count": 300}
+    with engine.connect() as conn:
+        per_hour = conn.execute(text("SELECT n, temperature_sum FROM ingest_hourly WHERE station_id = 'KSEA' "
+                                     "ORDER BY hour")).all()
+    assert [n for n, _ in per_hour] == [60] * 5
+    assert [s for _, s in per_hour] == [sum(float(i % 40) for i in range(h * 60, h * 60 + 60)) for h in range(5)]

@@ -172,3 +172,30 @@ async def test_nats_restarted_mid_stream(engine):
             await asyncio.wait_for(consumers, 30)
             await broker.close()
     assert_exact(engine, sim)
+
+
+async def test_consumers_of_one_process_drop_repeats_in_memory_even_across_their_batches(engine, nats_server):
+    """Each message repeats rows of the one before, which another consumer is writing or has written."""
+    from datetime import timedelta
+
+    from earthkeep.ingest.models import Obs
+
+    s = settings_for(nats_server.url, "shared", "batch").model_copy(update={"fetch_batch": 100})
+    rows = [Obs("S1", T0 + timedelta(minutes=i), float(i % 50)) for i in range(3000)]
+    broker = await JetStreamBroker(s).start()
+    try:
+        for i in range(0, len(rows), 80):  # 30 messages of 100 rows; each repeats the last 20 of the one before
+            await broker.publish(rows[max(0, i - 20):i + 80], trace_id=None)
+    finally:
+        await broker.close()
+    stop = asyncio.Event()
+    consumers = asyncio.create_task(run_consumers(engine, s, stop, count=3))
+    try:
+        await wait_rows(engine, len(rows))
+        await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        stats = await asyncio.wait_for(consumers, 30)
+    assert sum(st["dropped_db"] for st in stats) == 0  # no repeat reached the database
+    assert sum(st["dropped_memory"] for st in stats) == 20 * 37 and sum(st["inserted"] for st in stats) == 3000
+    assert count(engine, "ingest_observations") == 3000 and rollup_total(engine)["n"] == 3000

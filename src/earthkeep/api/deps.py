@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from earthkeep.apikeys import authenticate
+from earthkeep.apikeys import KeyCache, check_scope, verify
 from earthkeep.catalog.db import translate_errors
 from earthkeep.catalog.tables import ApiKey
 from earthkeep.runtime import Services
@@ -38,23 +39,41 @@ def _secret(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def require(scope: str) -> Callable[..., ApiKey]:
+def key_cache(services: Services) -> KeyCache:
+    """The process's cache of verified API keys (``EARTHKEEP_API_KEY_CACHE_SECONDS``)."""
+    cache = services.extras.get("api_keys")
+    if cache is None:
+        cache = services.extras["api_keys"] = KeyCache(services.settings.api.key_cache_s)
+    return cache  # type: ignore[no-any-return]
+
+
+def _verify(services: Services, secret: str | None) -> ApiKey:
+    with translate_errors("catalog"), services.sessions.begin() as s:
+        return verify(s, secret)
+
+
+def require(scope: str) -> Callable[..., Any]:
     """Dependency: the request must carry a valid key holding ``scope``."""
 
-    def check(request: Request, services: ServicesDep) -> ApiKey:
-        with translate_errors("catalog"), services.sessions.begin() as s:
-            key = authenticate(s, _secret(request), scope)
+    async def check(request: Request, services: ServicesDep) -> ApiKey:
+        secret = _secret(request)
+        cache = key_cache(services)
+        key = cache.get(secret)
+        if key is None:  # not verified recently: ask the catalog (off the event loop)
+            key = await run_in_threadpool(_verify, services, secret)
+            cache.put(secret, key)  # type: ignore[arg-type]
+        check_scope(key, scope)
         request.state.api_key = key
         return key
 
     return check
 
 
-def optional_read(request: Request, services: ServicesDep) -> ApiKey | None:
+async def optional_read(request: Request, services: ServicesDep) -> ApiKey | None:
     """Reads are open unless ``EARTHKEEP_PUBLIC_READ=false``; then they need the read scope."""
     if services.settings.api.public_read:
         return None
-    return require("read")(request, services)
+    return await require("read")(request, services)  # type: ignore[no-any-return]
 
 
 ReadDep = Annotated[ApiKey | None, Depends(optional_read)]

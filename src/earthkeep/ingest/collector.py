@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.ingest.broker import Broker
 from earthkeep.ingest.deadletters import record_dead_letters
-from earthkeep.ingest.models import Malformed, Rejection, Wire, check_records, parse_lines
+from earthkeep.ingest.models import Malformed, Rejection, Wire, check_records, ndjson_lines, parse_lines
 from earthkeep.ingest.stations import StationDirectory
 
 log = structlog.get_logger(__name__)
@@ -38,18 +38,26 @@ class BatchTooLarge(InvalidInput):
 class Parsed:
     """Records in body order (unparseable NDJSON lines hold a placeholder and an entry in ``errors``).
 
-    ``lines`` holds each record's JSON text when the body had it (NDJSON lines, or
-    a JSON array msgspec decoded whole): the broker forwards that text instead of
-    encoding the record again.
+    :meth:`texts` gives each record's JSON text when the body had it (NDJSON
+    lines, or a JSON array msgspec decoded whole): a broker sending one message
+    per record forwards that text instead of encoding the record again.
     """
 
     records: list[Any]
     errors: list[Rejection] = field(default_factory=list)
-    lines: list[bytes] | None = None
+    body: bytes | None = None  # NDJSON, when the texts are its lines
 
     @property
     def total(self) -> int:
         return len(self.records)
+
+    def texts(self) -> list[bytes] | None:
+        """The JSON text of every record, in body order, or None when the body did not give them."""
+        if self.body is not None:
+            return ndjson_lines(self.body)
+        if self.records and all(type(r) is Wire for r in self.records):
+            return [_ENCODER.encode(w) for w in self.records]
+        return None
 
 
 def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Parsed:
@@ -65,7 +73,7 @@ def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Pa
         if wires is not None:
             if len(wires) > max_records:
                 raise BatchTooLarge(f"{len(wires)} records in one request; at most {max_records} are accepted")
-            return Parsed(list(wires), lines=[_ENCODER.encode(w) for w in wires])
+            return Parsed(wires)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -83,7 +91,7 @@ def parse_body(body: bytes, content_type: str | None, *, max_records: int) -> Pa
 
 
 def _ndjson(body: bytes) -> Parsed:
-    records, lines = parse_lines(body)
+    records = parse_lines(body)
     errors: list[Rejection] = []
     if any(type(r) is Malformed for r in records):  # rare: say which line of the body it was
         numbers = [n for n, line in enumerate(body.splitlines(), start=1) if line.strip()]
@@ -91,7 +99,7 @@ def _ndjson(body: bytes) -> Parsed:
             if type(record) is Malformed:
                 errors.append(Rejection(i, f"line {numbers[i]}: {record.reason}", None, str(record)))
                 records[i] = _MALFORMED
-    return Parsed(records, errors, lines)
+    return Parsed(records, errors, body)
 
 
 _MALFORMED = object()
@@ -144,9 +152,9 @@ class Collector:
         if rejected:
             await self._dead_letter(rejected, trace_id)
         lines = None
-        if parsed.lines is not None:
+        if getattr(self.broker, "forwards_texts", False) and (texts := parsed.texts()) is not None:
             at = checked.positions if kept is None else [kept[i] for i in checked.positions]
-            lines = [parsed.lines[i] for i in at]
+            lines = [texts[i] for i in at]
         result = await self.broker.publish(good, trace_id=trace_id, lines=lines) if good else None
         log.info("ingest.collected", trace_id=trace_id, received=len(records), accepted=len(good),
                  rejected=len(rejected))

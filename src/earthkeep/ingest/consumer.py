@@ -17,6 +17,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import structlog
@@ -25,7 +26,8 @@ from sqlalchemy import Engine
 from earthkeep.ingest.deadletters import record_dead_letters
 from earthkeep.ingest.dedupe import DedupeCache
 from earthkeep.ingest.jetstream import TRACE_HEADER, PullFetcher
-from earthkeep.ingest.models import Obs, Rejection, parse_lines, validate_records
+from earthkeep.ingest.messages import decode_message
+from earthkeep.ingest.models import Obs, Rejection
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stats import ConsumerStats
 from earthkeep.ingest.writer import ObservationWriter
@@ -44,19 +46,20 @@ class _Batch:
 
     @property
     def keys(self) -> list[tuple[str, Any]]:
-        return [(r.station_id, r.ts) for r in self.rows]
+        return [(r[0], r[1]) for r in self.rows]
 
 
 class ObservationConsumer:
     """One consumer of the durable: run several (threads, processes, machines) to share the stream."""
 
     def __init__(self, fetcher: PullFetcher, writer: ObservationWriter, engine: Engine,
-                 settings: IngestSettings) -> None:
+                 settings: IngestSettings, *, dedupe: DedupeCache | None = None) -> None:
         self.fetcher = fetcher
         self.writer = writer
         self.engine = engine
         self.settings = settings
-        self.dedupe = DedupeCache(settings.dedupe_size, settings.dedupe_age_s)
+        # shared by the consumers of a process (run_consumers)
+        self.dedupe = dedupe if dedupe is not None else DedupeCache(settings.dedupe_size, settings.dedupe_age_s)
         self.stats = ConsumerStats("nats")
         self._failures = 0
 
@@ -74,8 +77,13 @@ class ObservationConsumer:
             while not stop.is_set():
                 msgs = await self.fetcher.fetch()
                 batch = self.prepare(msgs) if msgs else None
-                if writing is not None and not await writing:
-                    await self._back_off(stop)
+                try:
+                    if writing is not None and not await writing:
+                        await self._back_off(stop)
+                except BaseException:
+                    if batch is not None:  # never written: its keys must not stay "in flight"
+                        self.dedupe.settle(batch.keys, written=False)
+                    raise
                 writing = asyncio.create_task(self.commit(batch)) if batch else None
         finally:
             if writing is not None:
@@ -103,11 +111,17 @@ class ObservationConsumer:
         return _Batch(msgs, rows, rejections, traces, dropped)
 
     async def commit(self, b: _Batch) -> bool:
-        """Insert, commit, then ack; on failure nak with a delay (JetStream redelivers)."""
+        """Insert, commit, then ack; on failure nak with a delay (JetStream redelivers).
+
+        The batch's keys leave the cache's "in flight" set whatever happens
+        (remembered as written only after the commit).
+        """
+        written = False
         try:
             if b.rejections:
                 await asyncio.to_thread(record_dead_letters, self.engine, "consumer", b.rejections, None)
             result = await asyncio.to_thread(self.writer.write, b.rows)
+            written = True
         except Exception as exc:
             self._failures += 1
             self.stats.failed_batches += 1
@@ -115,8 +129,9 @@ class ObservationConsumer:
                         trace_ids=sorted(t for t in b.traces if t))
             await self.fetcher.nak(b.msgs, min(self.settings.retry_max_s, 0.5 * self._failures))
             return False
+        finally:
+            self.dedupe.settle(b.keys, written=written)
         self._failures = 0
-        self.dedupe.add_many(b.keys)
         await self.fetcher.ack(b.msgs)
         self.stats.dropped_memory += b.dropped
         self.stats.inserted += result.inserted
@@ -128,25 +143,19 @@ class ObservationConsumer:
         return True
 
     def _decode(self, msgs: Sequence[Any]) -> tuple[list[Obs], list[Rejection], Counter[str | None], int]:
-        records: list[Any] = []
+        good: list[Obs] = []
+        bad: list[Rejection] = []
         traces: Counter[str | None] = Counter()
+        offset = 0  # a rejection's index counts the records of the whole pull
         for m in msgs:
-            decoded, _ = parse_lines(m.data)  # a message is NDJSON: one record, or a chunk (batch mode)
-            traces[(m.headers or {}).get(TRACE_HEADER) or None] += len(decoded)
-            records += decoded
-        good, bad = validate_records(records, known_station=_any_station, future_tolerance_s=86400 * 365)
-        rows: list[Obs] = []
-        batch_keys: set[tuple[str, Any]] = set()
-        dropped = 0
-        dedupe = self.dedupe
-        for obs in good:
-            key = (obs.station_id, obs.ts)
-            if key in batch_keys or key in dedupe:
-                dropped += 1
-                continue
-            batch_keys.add(key)
-            rows.append(obs)
-        return rows, bad, traces, dropped
+            rows, rejected, seen = decode_message(m.data, m.headers)
+            traces[(m.headers or {}).get(TRACE_HEADER) or None] += seen
+            good += rows
+            bad += [Rejection(offset + r.index, r.reason, r.station_id, r.record) for r in rejected]
+            offset += seen
+        fresh = self.dedupe.claim([(r[0], r[1]) for r in good])
+        rows = list(compress(good, fresh))
+        return rows, bad, traces, len(good) - len(rows)
 
     async def _flush_stats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -166,10 +175,11 @@ async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.
     try:
         await ensure_stream(nc, settings)
         consumers = []
+        dedupe = DedupeCache(settings.dedupe_size, settings.dedupe_age_s)
         for _ in range(count):
             fetcher = await PullFetcher(nc, settings).start()
             writer = ObservationWriter(engine, after_commit=after_commit)
-            consumers.append(ObservationConsumer(fetcher, writer, engine, settings))
+            consumers.append(ObservationConsumer(fetcher, writer, engine, settings, dedupe=dedupe))
         await asyncio.gather(*(c.run(stop) for c in consumers))
         return [c.stats.snapshot() for c in consumers]
     finally:
@@ -179,6 +189,3 @@ async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.
 
 ObservationStatsView = dict[str, Any]
 
-
-def _any_station(_: str) -> bool:  # the collector checked the registry; a record is not refused for it later
-    return True

@@ -1,10 +1,33 @@
-"""A bounded in-memory set of recently written observation keys (by count and by age)."""
+"""A bounded in-memory set of recently written observation keys (by count and by age).
+
+Keys are remembered in generations, one per :meth:`DedupeCache.add_many` call
+(one committed batch): the age of a key is the age of the batch that last added
+it, and eviction walks the oldest generation first. Adding a batch is one dict
+update in C; a lookup is one dict membership test, so the consumer can filter a
+batch of thousands of records at the cost of a set lookup each.
+
+The consumers of one process share a cache, and it also knows the keys of the
+batches they have in flight (:meth:`DedupeCache.claim`): a record whose key
+another batch is writing right now is dropped too. That is safe because the
+other batch's message is acknowledged only after its commit; if that write
+fails, the message is redelivered with the record in it.
+"""
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Container, Hashable, Iterable
+from dataclasses import dataclass
+from itertools import repeat
+
+
+@dataclass
+class _Generation:
+    number: int
+    added: float
+    keys: list[Hashable]
+    next: int = 0  # keys before this index were already evicted
 
 
 class DedupeCache:
@@ -19,32 +42,78 @@ class DedupeCache:
         self.max_items = max_items
         self.max_age_s = max_age_s
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: dict[Hashable, int] = {}  # key -> number of the generation that last added it
+        self._generations: deque[_Generation] = deque()
+        self._number = 0
+        self._in_flight: set[Hashable] = set()
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def __contains__(self, key: object) -> bool:
-        added = self._seen.get(key)  # type: ignore[call-overload]
-        if added is None:
-            return False
-        if self._clock() - added > self.max_age_s:
-            del self._seen[key]  # type: ignore[arg-type]
-            return False
-        return True
+        self.sweep()
+        return key in self._seen
 
-    def add_many(self, keys: Iterable[str]) -> None:
+    def recent(self) -> Container[Hashable]:
+        """The keys remembered now (swept by age first), for many fast lookups until the next change."""
+        self.sweep()
+        return self._seen.keys()
+
+    def claim(self, keys: Iterable[Hashable]) -> list[bool]:
+        """For each key, True when the caller should write it (not recent, not in flight, not repeated).
+
+        The keys marked True are in flight until :meth:`settle` is called with them.
+        """
+        recent, flying = self.recent(), self._in_flight
+        out = []
+        for key in keys:
+            fresh = key not in recent and key not in flying
+            if fresh:
+                flying.add(key)
+            out.append(fresh)
+        return out
+
+    def settle(self, keys: Iterable[Hashable], *, written: bool) -> None:
+        """End the flight of claimed ``keys``; remember them when their batch was ``written``."""
+        batch = keys if isinstance(keys, list) else list(keys)
+        self._in_flight.difference_update(batch)
+        if written:
+            self.add_many(batch)
+
+    def add_many(self, keys: Iterable[Hashable]) -> None:
         """Remember ``keys`` as seen now, then evict by age and by count."""
         if self.max_items <= 0:
             return
-        now = self._clock()
-        seen = self._seen
-        for key in keys:
-            seen[key] = now
-            seen.move_to_end(key)
-        horizon = now - self.max_age_s
-        while seen:
-            oldest_key, added = next(iter(seen.items()))
-            if added >= horizon and len(seen) <= self.max_items:
-                break
-            del seen[oldest_key]
+        batch = list(keys)
+        if not batch:
+            return
+        self._number += 1
+        self._generations.append(_Generation(self._number, self._clock(), batch))
+        self._seen.update(zip(batch, repeat(self._number)))
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Forget generations older than ``max_age_s``, then the oldest keys beyond ``max_items``."""
+        gens = self._generations
+        horizon = self._clock() - self.max_age_s
+        while gens and gens[0].added < horizon:
+            self._evict(gens.popleft(), None)
+        while gens and len(self._seen) > self.max_items:
+            oldest = gens[0]
+            self._evict(oldest, len(self._seen) - self.max_items)
+            if oldest.next >= len(oldest.keys):
+                gens.popleft()
+
+    def _evict(self, gen: _Generation, count: int | None) -> None:
+        """Forget up to ``count`` (all when None) of ``gen``'s keys, unless a newer batch added them again."""
+        seen, number = self._seen, gen.number
+        stop = len(gen.keys)
+        i = gen.next
+        while i < stop and (count is None or count > 0):
+            key = gen.keys[i]
+            i += 1
+            if seen.get(key) == number:
+                del seen[key]
+                if count is not None:
+                    count -= 1
+        gen.next = i

@@ -5,15 +5,15 @@
   ``<subject_prefix>.<station_id>``.
 * :class:`JetStreamBroker` publishes the request's observations and waits for
   every publish ack before returning. With ``message_mode = "batch"`` (the
-  default) it sends one NDJSON message per chunk of ``batch_message_records``
-  observations (``Nats-Msg-Id`` = the chunk's SHA-256, so a resent request is
-  dropped by the server; repeats of single records are dropped by the
-  consumer's cache and the database's primary key). With ``"record"`` it sends
-  one message per observation with ``Nats-Msg-Id`` = station and timestamp,
-  so the server also drops single repeats, at about three times the CPU per
-  observation (see docs/ingest.md). The request's trace id travels in the
-  ``Earthkeep-Trace-Id`` header. A body is the records' JSON as the client
-  sent it (already validated); consumers read both modes.
+  default) it sends one message per chunk of ``batch_message_records``
+  observations, in the rows format of :mod:`earthkeep.ingest.messages`
+  (``Nats-Msg-Id`` = the chunk's SHA-256, so a resent request is dropped by
+  the server; repeats of single records are dropped by the consumer's cache
+  and the database's primary key). With ``"record"`` it sends one message per
+  observation, the record's JSON as the client sent it, with ``Nats-Msg-Id`` =
+  station and timestamp, so the server also drops single repeats, at about
+  three times the CPU per observation (see docs/ingest.md). The request's
+  trace id travels in the ``Earthkeep-Trace-Id`` header. Consumers read both.
 * :class:`PullFetcher` pulls batches for a durable consumer (explicit acks)
   through the JetStream API subject; acks and naks are sent per message.
 """
@@ -31,6 +31,7 @@ import structlog
 
 from earthkeep.errors import SourceUnavailable
 from earthkeep.ingest.broker import PublishResult
+from earthkeep.ingest.messages import FORMAT_HEADER, ROWS_FORMAT, encode_rows
 from earthkeep.ingest.models import Obs
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.waits import wait_event
@@ -125,6 +126,11 @@ class JetStreamBroker:
         self._batches: dict[str, _Batch] = {}
         self._seq = 0
 
+    @property
+    def forwards_texts(self) -> bool:
+        """True when :meth:`publish` can use the records' JSON text as the client sent it."""
+        return self.settings.message_mode == "record"
+
     async def start(self) -> JetStreamBroker:
         self.nc = await connect(self.settings.nats_url, name="earthkeep-collector")
         try:
@@ -150,22 +156,24 @@ class JetStreamBroker:
                   lines: Sequence[bytes] | None) -> list[tuple[str, bytes, dict[str, str], int]]:
         """(subject, body, headers, records) of each message for ``rows``.
 
-        A body is the record's JSON as the client sent it when ``lines`` has it
-        (validated by the collector; the consumer decodes it to the same row),
-        else the row encoded again.
+        In record mode a body is the record's JSON as the client sent it when
+        ``lines`` has it (validated by the collector; the consumer decodes it to
+        the same row), else the row encoded again. In batch mode a body is a
+        chunk of rows (:func:`~earthkeep.ingest.messages.encode_rows`).
         """
         prefix = self.settings.subject_prefix
-        texts = lines if lines is not None and len(lines) == len(rows) else [encode(r) for r in rows]
         if self.settings.message_mode == "record":
+            texts = lines if lines is not None and len(lines) == len(rows) else [encode(r) for r in rows]
             return [(f"{prefix}.{r.station_id}", text, {"Nats-Msg-Id": r.key, TRACE_HEADER: trace}, 1)
                     for r, text in zip(rows, texts, strict=True)]
         size = self.settings.batch_message_records
         out = []
         for i in range(0, len(rows), size):
-            chunk = texts[i:i + size]
-            body = b"\n".join(chunk)
-            msg_id = "sha256:" + hashlib.sha256(body).hexdigest()
-            out.append((f"{prefix}.batch", body, {"Nats-Msg-Id": msg_id, TRACE_HEADER: trace}, len(chunk)))
+            chunk = rows[i:i + size]
+            body = encode_rows(chunk)
+            headers = {"Nats-Msg-Id": "sha256:" + hashlib.sha256(body).hexdigest(), TRACE_HEADER: trace,
+                       FORMAT_HEADER: ROWS_FORMAT}
+            out.append((f"{prefix}.batch", body, headers, len(chunk)))
         return out
 
     async def publish(self, rows: Sequence[Obs], *, trace_id: str | None,

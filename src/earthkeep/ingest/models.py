@@ -70,7 +70,10 @@ class Observation(BaseModel):
     def _utc(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             return v.replace(tzinfo=UTC)
-        return v.astimezone(UTC)
+        try:
+            return v.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{v.isoformat()} is outside the years 1 to 9999 once converted to UTC") from None
 
     @model_validator(mode="after")
     def _some_measure(self) -> Observation:
@@ -83,17 +86,26 @@ class Observation(BaseModel):
         return Obs(self.station_id, self.timestamp, *(getattr(self, m) for m in MEASURE_NAMES))
 
 
+def _bounded(name: str) -> Any:
+    _, lo, hi = MEASURES[name]
+    return Annotated[float, msgspec.Meta(ge=lo, le=hi)] | None
+
+
 class Obs(NamedTuple):
-    """A validated observation as the pipeline carries it (a row of ``ingest_observations``)."""
+    """A validated observation as the pipeline carries it (a row of ``ingest_observations``).
+
+    The annotations carry the physical ranges for msgspec, which decodes broker
+    messages straight into ``Obs`` (see :mod:`earthkeep.ingest.messages`).
+    """
 
     station_id: str
-    ts: datetime
-    temperature: float | None = None
-    humidity: float | None = None
-    pressure: float | None = None
-    wind_speed: float | None = None
-    wind_direction: float | None = None
-    precipitation: float | None = None
+    ts: Annotated[datetime, msgspec.Meta(tz=True)]
+    temperature: _bounded("temperature") = None  # type: ignore[valid-type]
+    humidity: _bounded("humidity") = None  # type: ignore[valid-type]
+    pressure: _bounded("pressure") = None  # type: ignore[valid-type]
+    wind_speed: _bounded("wind_speed") = None  # type: ignore[valid-type]
+    wind_direction: _bounded("wind_direction") = None  # type: ignore[valid-type]
+    precipitation: _bounded("precipitation") = None  # type: ignore[valid-type]
 
     @property
     def key(self) -> str:
@@ -168,8 +180,9 @@ def check_records(
     limit = (now or datetime.now(UTC)) + timedelta(seconds=future_tolerance_s)
     is_known = known_station if callable(known_station) else known_station.__contains__
     out = Checked([], [], [])
+    valid_ids: set[str] = set()  # station ids whose pattern was checked in this batch
     for i, raw in enumerate(records):
-        obs = _from_wire(raw) if type(raw) is Wire else _fast(raw)
+        obs = _from_wire(raw, valid_ids) if type(raw) is Wire else _fast(raw)
         reason = ""
         if type(raw) is Malformed:
             reason = raw.reason
@@ -207,15 +220,14 @@ def validate_records(
 # ------------------------------------------------------------------ fast paths
 
 
-def _bounded(name: str) -> Any:
-    _, lo, hi = MEASURES[name]
-    return Annotated[float, msgspec.Meta(ge=lo, le=hi)] | None
-
-
 class Wire(msgspec.Struct, forbid_unknown_fields=True):
-    """An observation as JSON carries it, checked by msgspec while decoding (see :func:`parse_line`)."""
+    """An observation as JSON carries it, checked by msgspec while decoding (see :func:`parse_line`).
 
-    station_id: Annotated[str, msgspec.Meta(pattern=STATION_ID.removesuffix("$") + r"\Z")]
+    The station id's pattern is checked afterwards, once per distinct id in a
+    batch (a pattern here would run a regular expression per record).
+    """
+
+    station_id: str
     timestamp: str
     temperature: _bounded("temperature") = None  # type: ignore[valid-type]
     humidity: _bounded("humidity") = None  # type: ignore[valid-type]
@@ -253,38 +265,71 @@ def parse_line(line: bytes) -> Any:
         return bad
 
 
-def parse_lines(text: bytes) -> tuple[list[Any], list[bytes]]:
-    """Every non-blank line of NDJSON ``text`` as :func:`parse_line` gives it, and the lines themselves.
+def ndjson_lines(text: bytes) -> list[bytes]:
+    """The non-blank lines of NDJSON ``text``."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def parse_lines(text: bytes) -> list[Any]:
+    """Every non-blank line of NDJSON ``text`` as :func:`parse_line` gives it.
 
     When every line is a well-formed observation (the usual case) msgspec
-    decodes them all in one call.
+    decodes them all in one call; otherwise the lines are decoded in halves,
+    and only a half that fails is split again, so a few bad lines in a large
+    body cost a few more decoding calls rather than one call per line.
     """
-    lines = [line for line in text.splitlines() if line.strip()]
     try:
-        wires = _WIRE.decode_lines(text)
+        return _WIRE.decode_lines(text)
     except (msgspec.ValidationError, msgspec.DecodeError):
-        wires = None
-    if wires is not None and len(wires) == len(lines):
-        return wires, lines
-    return [parse_line(line) for line in lines], lines
+        pass
+    lines = ndjson_lines(text)
+    out: list[Any] = []
+    _decode_halves(lines, 0, len(lines), out)
+    return out
 
 
-def _from_wire(w: Wire) -> Obs | None:
+_SMALLEST_SPLIT = 8  # below this many lines, decode them one by one
+
+
+def _decode_halves(lines: list[bytes], lo: int, hi: int, out: list[Any]) -> None:
+    """Append the records of ``lines[lo:hi]`` (known to hold at least one line msgspec refuses)."""
+    if hi - lo <= _SMALLEST_SPLIT:
+        out += [parse_line(line) for line in lines[lo:hi]]
+        return
+    mid = (lo + hi) // 2
+    for a, b in ((lo, mid), (mid, hi)):
+        try:
+            wires = _WIRE.decode_lines(b"\n".join(lines[a:b]))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            _decode_halves(lines, a, b, out)
+            continue
+        if len(wires) == b - a:
+            out += wires
+        else:  # a line msgspec skipped (cannot happen for non-blank lines; stay exact if it does)
+            out += [parse_line(line) for line in lines[a:b]]
+
+
+def _from_wire(w: Wire, valid_ids: set[str]) -> Obs | None:
     """The :class:`Obs` of a decoded line, or ``None`` for the slow path to explain."""
+    sid = w.station_id
+    if sid not in valid_ids:
+        if not _STATION.fullmatch(sid):
+            return None
+        valid_ids.add(sid)
     stamp = w.timestamp
     if len(stamp) < 19 or stamp[4] != "-":
         return None
     try:
         ts = datetime.fromisoformat(stamp)
-    except ValueError:
+        tz = ts.tzinfo
+        if tz is not UTC:
+            ts = ts.replace(tzinfo=UTC) if tz is None else ts.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    tz = ts.tzinfo
-    if tz is not UTC:
-        ts = ts.replace(tzinfo=UTC) if tz is None else ts.astimezone(UTC)
     values = (w.temperature, w.humidity, w.pressure, w.wind_speed, w.wind_direction, w.precipitation)
     if values == _NO_MEASURES:
         return None
-    return _new_tuple(Obs, (w.station_id, ts, *values))  # Obs(...) without the keyword handling
+    return _new_tuple(Obs, (sid, ts, *values))  # Obs(...) without the keyword handling
 
 
 _NO_MEASURES = (None,) * len(MEASURE_NAMES)
@@ -310,9 +355,9 @@ def _fast(raw: Any) -> Obs | None:
         return None
     try:
         ts = datetime.fromisoformat(stamp)
-    except ValueError:
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     values: list[float | None] = []
     for name, lo, hi in _RANGES:
         v = raw.get(name)

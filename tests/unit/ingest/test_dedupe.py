@@ -42,3 +42,22 @@ def test_size_zero_disables_it():
     cache = DedupeCache(0, 10)
     cache.add_many(["a"])
     assert "a" not in cache
+
+
+def test_a_key_added_again_lives_as_long_as_its_newest_batch():
+    clock = Clock()
+    cache = DedupeCache(100, 10, clock=clock)
+    cache.add_many(["a", "b"])
+    clock.t = 8
+    cache.add_many(["b"])
+    clock.t = 15  # the first batch aged out, the second did not
+    recent = cache.recent()
+    assert "a" not in recent and "b" in recent and len(cache) == 1
+
+
+def test_count_eviction_walks_batches_oldest_first_and_keeps_the_bound():
+    cache = DedupeCache(1000, 3600, clock=Clock())
+    for start in range(0, 5000, 250):
+        cache.add_many(range(start, start + 250))
+        assert len(cache) <= 1000
+    assert len(cache) == 1000 and 3999 not in cache and all(k in cache for k in (4000, 4999))

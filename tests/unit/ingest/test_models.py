@@ -133,14 +133,57 @@ def test_malformed_line_is_rejected_with_its_reason():
 def test_parse_lines_decodes_a_clean_body_at_once_and_a_mixed_one_line_by_line():
     import orjson
 
-    from earthkeep.ingest.models import Malformed, Wire, parse_line, parse_lines
+    from earthkeep.ingest.models import Malformed, Wire, ndjson_lines, parse_line, parse_lines
 
     good = [orjson.dumps(rec(timestamp=f"2024-06-01T10:0{i}:00Z")) for i in range(3)]
     body = good[0] + b"\n\n  \r\n" + good[1] + b"\r\n" + good[2]
-    records, lines = parse_lines(body)
-    assert lines == good and all(type(r) is Wire for r in records)
+    records = parse_lines(body)
+    assert ndjson_lines(body) == good and all(type(r) is Wire for r in records)
     assert records == [parse_line(line) for line in good]
     mixed = good[0] + b"\n{nope\n" + orjson.dumps(rec(temperature=99.0))
-    records, lines = parse_lines(mixed)
-    assert len(records) == len(lines) == 3
+    records = parse_lines(mixed)
+    assert len(records) == 3
     assert type(records[0]) is Wire and type(records[1]) is Malformed and records[2]["temperature"] == 99.0
+
+
+def test_a_large_body_with_scattered_bad_lines_parses_exactly_as_line_by_line():
+    import orjson
+
+    from earthkeep.ingest.models import parse_line, parse_lines
+
+    rng = random.Random(8)
+    sim = Simulator(make_stations(5), NOW - timedelta(days=2), invalid_rate=0.01)
+    mutations = _mutations(rng)
+    for bad_share in (0.0, 0.003, 0.05, 0.5, 1.0):
+        lines = []
+        for raw in sim.batch(1000):
+            lines.append(orjson.dumps(rng.choice(mutations[1:])(dict(raw)) if rng.random() < bad_share else raw))
+        if bad_share == 0.05:
+            lines[17] = b"{not json"
+            lines[-1] = b"[1, 2"
+        body = b"\n".join(lines) + b"\n\n"
+        assert parse_lines(body) == [parse_line(line) for line in lines], bad_share
+
+
+def test_timestamps_that_overflow_in_utc_are_refused_not_raised():
+    import orjson
+
+    from earthkeep.ingest.models import check_records, parse_line
+
+    for stamp in ("0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"):
+        for record in (rec(timestamp=stamp), parse_line(orjson.dumps(rec(timestamp=stamp)))):
+            checked = check_records([record], known_station={"S1"}, now=NOW)
+            assert not checked.good and "outside the years 1 to 9999" in checked.bad[0].reason, stamp
+
+
+def test_a_station_id_is_checked_against_its_pattern_on_the_fast_path_too():
+    import orjson
+
+    from earthkeep.ingest.models import Wire, check_records, parse_line
+
+    parsed = [parse_line(orjson.dumps(rec(station_id=sid))) for sid in ("S1", "has space", "S1\n", "é")]
+    assert all(type(p) is Wire for p in parsed)  # msgspec no longer checks the pattern itself
+    checked = check_records(parsed, known_station=lambda _: True, now=NOW)
+    assert [o.station_id for o in checked.good] == ["S1"]
+    assert [b.index for b in checked.bad] == [1, 2, 3]
+    assert all("station_id: String should match pattern" in b.reason for b in checked.bad)

@@ -1,14 +1,10 @@
-"""Pure parts of queries and writer: intervals, COPY text, settings names."""
-
-from datetime import UTC, datetime
+"""Pure parts of queries: intervals, settings names."""
 
 import pytest
 
 from earthkeep.errors import InvalidInput
-from earthkeep.ingest.models import Obs
 from earthkeep.ingest.queries import parse_interval
 from earthkeep.ingest.settings import IngestSettings
-from earthkeep.ingest.writer import copy_text
 
 
 def test_intervals():
@@ -17,11 +13,6 @@ def test_intervals():
     for bad in ("", "0m", "5", "1y", "m5", "-1h"):
         with pytest.raises(InvalidInput):
             parse_interval(bad)
-
-
-def test_copy_text_writes_nulls_and_utc():
-    row = Obs("S1", datetime(2024, 1, 1, tzinfo=UTC), 1.5, None, 1000.0)
-    assert copy_text([row]) == b"S1\t2024-01-01T00:00:00+00:00\t1.5\t\\N\t1000.0\t\\N\t\\N\t\\N\n"
 
 
 def test_settings_environment_names(monkeypatch):
