@@ -71,7 +71,7 @@ def child_serve(cfg: dict[str, Any]) -> None:
     from earthkeep.config import load_settings
     from earthkeep.ingest.runtime import runtime_for
     from earthkeep.logs import configure_logging
-    from earthkeep.runtime import Services
+    from earthkeep.runtime import Services, freeze_startup_objects
     from earthkeep.store.obstore import ObstoreStore
 
     configure_logging("WARNING")
@@ -82,6 +82,7 @@ def child_serve(cfg: dict[str, Any]) -> None:
     if not any(getattr(r, "original_router", r) is router or getattr(r, "path", None) == "/observations"
                    for r in app.routes):
         app.include_router(router)
+    freeze_startup_objects()  # as earthkeep serve does
     uvicorn.run(app, host="127.0.0.1", port=cfg["port"], log_level="warning", access_log=False)
 
 

@@ -106,9 +106,11 @@ async def _run_granules(services: Services, stop: asyncio.Event) -> None:
 
 async def _run_api(settings: Settings, services: Services, stop: asyncio.Event) -> None:
     from earthkeep.api.app import create_app
+    from earthkeep.runtime import freeze_startup_objects
 
     config = uvicorn.Config(create_app(services=services), host=settings.api.host, port=settings.api.port,
                             log_config=None, access_log=False, lifespan="on")
+    freeze_startup_objects()
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
     await asyncio.wait([serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
