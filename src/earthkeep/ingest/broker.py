@@ -22,6 +22,7 @@ from typing import Protocol
 import structlog
 from sqlalchemy import Engine
 
+from earthkeep.ingest.dedupe import DedupeCache
 from earthkeep.ingest.models import Obs
 from earthkeep.ingest.stats import ConsumerStats
 from earthkeep.ingest.writer import ObservationWriter
@@ -54,25 +55,42 @@ class Broker(Protocol):
 
 
 class EmbeddedBroker:
-    """Write-through: the request's batch is committed to the database before ``publish`` returns."""
+    """Write-through: the request's batch is committed to the database before ``publish`` returns.
+
+    Repeats within the request, and records committed recently (a bounded
+    :class:`DedupeCache`), are dropped before the write; unlike the consumers'
+    cache, a key another request is still writing is not dropped here, because
+    that request may fail and nothing would redeliver the record.
+    """
 
     mode = "embedded"
 
-    def __init__(self, writer: ObservationWriter, engine: Engine, *, stats_every_s: float = 2.0) -> None:
+    def __init__(self, writer: ObservationWriter, engine: Engine, *, stats_every_s: float = 2.0,
+                 dedupe: DedupeCache | None = None) -> None:
         self.writer = writer
         self.engine = engine
         self.stats = ConsumerStats("embedded")
+        self.dedupe = dedupe if dedupe is not None else DedupeCache(500_000, 3600.0)
         self._stats_every_s = stats_every_s
         self._lock = threading.Lock()
 
     async def publish(self, rows: Sequence[Obs], *, trace_id: str | None,
                       lines: Sequence[bytes] | None = None) -> PublishResult:
-        result = await asyncio.to_thread(self._write, rows)
+        recent, seen = self.dedupe.recent(), set()
+        fresh = []
+        for r in rows:
+            key = (r[0], r[1])
+            if key not in recent and key not in seen:
+                seen.add(key)
+                fresh.append(r)
+        result = await asyncio.to_thread(self._write, fresh, len(rows) - len(fresh))
+        self.dedupe.add_many(seen)
+        duplicates = len(rows) - result.inserted
         log.info("ingest.written", trace_id=trace_id, records=len(rows), inserted=result.inserted,
-                 duplicates=result.duplicates)
-        return PublishResult(len(rows), result.duplicates)
+                 duplicates=duplicates)
+        return PublishResult(len(rows), duplicates)
 
-    def _write(self, rows: Sequence[Obs]):  # type: ignore[no-untyped-def]
+    def _write(self, rows: Sequence[Obs], dropped: int):  # type: ignore[no-untyped-def]
         try:
             result = self.writer.write(rows)
         except Exception:
@@ -80,7 +98,8 @@ class EmbeddedBroker:
                 self.stats.failed_batches += 1
             raise
         with self._lock:
-            self.stats.received += len(rows)
+            self.stats.received += len(rows) + dropped
+            self.stats.dropped_memory += dropped
             self.stats.inserted += result.inserted
             self.stats.dropped_db += result.duplicates
         try:

@@ -11,6 +11,7 @@ import structlog
 from earthkeep.ingest.broker import Broker, EmbeddedBroker
 from earthkeep.ingest.cache import make_cache
 from earthkeep.ingest.collector import Collector
+from earthkeep.ingest.dedupe import DedupeCache
 from earthkeep.ingest.generator import Generator
 from earthkeep.ingest.ratelimit import RateLimiter
 from earthkeep.ingest.settings import IngestSettings
@@ -54,7 +55,9 @@ class IngestRuntime:
 
                 self._broker = await JetStreamBroker(self.settings).start()
             else:
-                self._broker = EmbeddedBroker(self.writer(), self.engine, stats_every_s=self.settings.stats_every_s)
+                self._broker = EmbeddedBroker(
+                    self.writer(), self.engine, stats_every_s=self.settings.stats_every_s,
+                    dedupe=DedupeCache(self.settings.dedupe_size, self.settings.dedupe_age_s))
             self._loop = loop
         return self._broker
 
