@@ -17,17 +17,19 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Protocol
 
 import structlog
 from sqlalchemy import Engine
 
-from earthkeep.ingest.dedupe import DedupeCache
+from earthkeep.ingest.dedupe import DedupeCache, first_by_key
 from earthkeep.ingest.models import Obs
 from earthkeep.ingest.stats import ConsumerStats
 from earthkeep.ingest.writer import ObservationWriter
 
 log = structlog.get_logger(__name__)
+_KEY = itemgetter(0, 1)  # (station_id, ts)
 
 
 @dataclass(frozen=True)
@@ -76,15 +78,13 @@ class EmbeddedBroker:
 
     async def publish(self, rows: Sequence[Obs], *, trace_id: str | None,
                       lines: Sequence[bytes] | None = None) -> PublishResult:
-        recent, seen = self.dedupe.recent(), set()
-        fresh = []
-        for r in rows:
-            key = (r[0], r[1])
-            if key not in recent and key not in seen:
-                seen.add(key)
-                fresh.append(r)
+        unique = first_by_key(rows, _KEY)
+        recent = self.dedupe.recent()
+        for key in unique.keys() & recent:
+            del unique[key]
+        fresh = list(unique.values())
         result = await asyncio.to_thread(self._write, fresh, len(rows) - len(fresh))
-        self.dedupe.add_many(seen)
+        self.dedupe.add_many(unique)
         duplicates = len(rows) - result.inserted
         log.info("ingest.written", trace_id=trace_id, records=len(rows), inserted=result.inserted,
                  duplicates=duplicates)

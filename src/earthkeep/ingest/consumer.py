@@ -17,14 +17,14 @@ import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
 from earthkeep.ingest.deadletters import record_dead_letters
-from earthkeep.ingest.dedupe import DedupeCache
+from earthkeep.ingest.dedupe import DedupeCache, first_by_key
 from earthkeep.ingest.jetstream import TRACE_HEADER, PullFetcher
 from earthkeep.ingest.messages import decode_message
 from earthkeep.ingest.models import Obs, Rejection
@@ -34,19 +34,17 @@ from earthkeep.ingest.writer import ObservationWriter
 from earthkeep.waits import wait_event
 
 log = structlog.get_logger(__name__)
+_KEY = itemgetter(0, 1)  # (station_id, ts): what makes an observation unique
 
 
 @dataclass
 class _Batch:
     msgs: Sequence[Any]
     rows: list[Obs]
+    keys: list[tuple[str, Any]]  # (station, ts) of each row: in flight in the dedupe cache until settled
     rejections: list[Rejection]
     traces: Counter[str | None]
     dropped: int
-
-    @property
-    def keys(self) -> list[tuple[str, Any]]:
-        return [(r[0], r[1]) for r in self.rows]
 
 
 class ObservationConsumer:
@@ -104,11 +102,12 @@ class ObservationConsumer:
 
     def prepare(self, msgs: Sequence[Any]) -> _Batch:
         """Decode and validate ``msgs``; drop keys written recently (the in-memory cache)."""
-        rows, rejections, traces, dropped = self._decode(msgs)
+        good, rejections, traces = self._decode(msgs)
+        fresh = self.dedupe.claim(first_by_key(good, _KEY))  # one row per key, none recent or in flight
         records = sum(traces.values())
         self.stats.received += records  # records, whatever the message mode
         self.fetcher.observe(len(msgs), records)
-        return _Batch(msgs, rows, rejections, traces, dropped)
+        return _Batch(msgs, list(fresh.values()), list(fresh), rejections, traces, len(good) - len(fresh))
 
     async def commit(self, b: _Batch) -> bool:
         """Insert, commit, then ack; on failure nak with a delay (JetStream redelivers).
@@ -142,7 +141,7 @@ class ObservationConsumer:
                      inserted=result.inserted, write_s=round(result.seconds, 4))
         return True
 
-    def _decode(self, msgs: Sequence[Any]) -> tuple[list[Obs], list[Rejection], Counter[str | None], int]:
+    def _decode(self, msgs: Sequence[Any]) -> tuple[list[Obs], list[Rejection], Counter[str | None]]:
         good: list[Obs] = []
         bad: list[Rejection] = []
         traces: Counter[str | None] = Counter()
@@ -153,9 +152,7 @@ class ObservationConsumer:
             good += rows
             bad += [Rejection(offset + r.index, r.reason, r.station_id, r.record) for r in rejected]
             offset += seen
-        fresh = self.dedupe.claim([(r[0], r[1]) for r in good])
-        rows = list(compress(good, fresh))
-        return rows, bad, traces, len(good) - len(rows)
+        return good, bad, traces
 
     async def _flush_stats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -17,9 +17,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Container, Hashable, Iterable
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def first_by_key(items: Sequence[T], key: Callable[[T], Hashable]) -> dict[Hashable, T]:
+    """``key(item) -> item`` for the first item of each key (built in C: dict() keeps the last it sees)."""
+    backwards = items[::-1]
+    return dict(zip(map(key, backwards), backwards, strict=True))
 
 
 @dataclass
@@ -59,19 +68,17 @@ class DedupeCache:
         self.sweep()
         return self._seen.keys()
 
-    def claim(self, keys: Iterable[Hashable]) -> list[bool]:
-        """For each key, True when the caller should write it (not recent, not in flight, not repeated).
+    def claim(self, items: dict[Hashable, T]) -> dict[Hashable, T]:
+        """``items`` (key -> item) without the keys written recently or in flight; those kept are now in flight.
 
-        The keys marked True are in flight until :meth:`settle` is called with them.
+        Set operations in C: a batch of thousands costs a few dict operations,
+        not a Python step per key. Call :meth:`settle` with the kept keys.
         """
         recent, flying = self.recent(), self._in_flight
-        out = []
-        for key in keys:
-            fresh = key not in recent and key not in flying
-            if fresh:
-                flying.add(key)
-            out.append(fresh)
-        return out
+        for key in (items.keys() & recent) | (items.keys() & flying):
+            del items[key]
+        flying.update(items)
+        return items
 
     def settle(self, keys: Iterable[Hashable], *, written: bool) -> None:
         """End the flight of claimed ``keys``; remember them when their batch was ``written``."""

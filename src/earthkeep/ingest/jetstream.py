@@ -229,7 +229,7 @@ class PullFetcher:
         self.messages = settings.fetch_messages  # per pull; adapted by observe()
         self._buf: list[Any] = []
         self._wake = asyncio.Event()
-        self._ended = False
+        self._polling = False
         self._inbox = ""
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{settings.stream}.{settings.durable}"
 
@@ -244,28 +244,43 @@ class PullFetcher:
             self._buf.append(msg)
             if len(self._buf) >= self.messages:
                 self._wake.set()
+            elif self._polling and len(self._buf) == 1:  # a long poll's first message: collect briefly, then go
+                asyncio.get_running_loop().call_later(self.settings.fetch_linger_s, self._wake.set)
         elif status in ("404", "408", "409"):
             if status == "409":
                 log.warning("ingest.pull_refused", description=msg.headers.get("Description"))
-            self._ended = True
             self._wake.set()
 
     async def fetch(self) -> list[Any]:
-        """The next batch (possibly empty after ``fetch_wait_s`` without messages)."""
+        """The next batch (possibly empty after ``fetch_wait_s`` without messages).
+
+        First what the stream holds right now (``no_wait``: the server sends what
+        it has, then a 404, so the tail of a burst is written at once); when
+        that is nothing, a long poll that returns ``fetch_linger_s`` after its
+        first message arrives (or when the batch is full, or at ``fetch_wait_s``).
+        A long poll left open on the server may still deliver messages: they
+        wait in the buffer for the next call, so at most two batches are in hand.
+        """
         want = self.messages - len(self._buf)
         if want > 0:
-            self._wake.clear()
-            self._ended = False
             wait = self.settings.fetch_wait_s
-            request = {"batch": want, "expires": int(wait * 1e9)}
-            try:
-                await self.nc.publish(self._api, orjson.dumps(request), reply=self._inbox)
-                await wait_event(self._wake, wait + 1.0)
-            except Exception as exc:  # disconnected: the client reconnects; try again shortly
-                log.warning("ingest.pull_failed", error=repr(exc))
-                await asyncio.sleep(min(wait, 0.5))
+            await self._pull({"batch": want, "no_wait": True}, wait + 1.0, polling=False)
+            if not self._buf:
+                await self._pull({"batch": want, "expires": int(wait * 1e9)}, wait + 1.0, polling=True)
         msgs, self._buf = self._buf, []
         return msgs
+
+    async def _pull(self, request: dict[str, Any], timeout: float, *, polling: bool) -> None:
+        self._wake.clear()
+        self._polling = polling
+        try:
+            await self.nc.publish(self._api, orjson.dumps(request), reply=self._inbox)
+            await wait_event(self._wake, timeout)
+        except Exception as exc:  # disconnected: the client reconnects; try again shortly
+            log.warning("ingest.pull_failed", error=repr(exc))
+            await asyncio.sleep(min(self.settings.fetch_wait_s, 0.5))
+        finally:
+            self._polling = False
 
     def observe(self, messages: int, records: int) -> None:
         """Size the next pulls from a batch of ``messages`` that carried ``records``."""

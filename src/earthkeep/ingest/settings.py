@@ -67,6 +67,10 @@ class IngestSettings(Section):
     fetch_batch: int = Field(3000, ge=1, le=100_000,
                              validation_alias=_env("EARTHKEEP_INGEST_FETCH_BATCH", "fetch_batch"))
     fetch_wait_s: float = Field(1.0, gt=0, validation_alias=_env("EARTHKEEP_INGEST_FETCH_WAIT", "fetch_wait_s"))
+    fetch_linger_s: float = Field(
+        0.02, ge=0, validation_alias=_env("EARTHKEEP_INGEST_FETCH_LINGER", "fetch_linger_s"),
+        description="when a consumer has caught up, how long it collects after the first new message before writing",
+    )
     ack_wait_s: float = Field(30.0, gt=0, validation_alias=_env("EARTHKEEP_INGEST_ACK_WAIT", "ack_wait_s"))
     max_ack_pending: int = Field(20_000, ge=1, validation_alias=_env("EARTHKEEP_INGEST_MAX_ACK_PENDING",
                                                                       "max_ack_pending"))

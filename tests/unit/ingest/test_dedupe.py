@@ -61,3 +61,19 @@ def test_count_eviction_walks_batches_oldest_first_and_keeps_the_bound():
         cache.add_many(range(start, start + 250))
         assert len(cache) <= 1000
     assert len(cache) == 1000 and 3999 not in cache and all(k in cache for k in (4000, 4999))
+
+
+def test_claims_drop_recent_and_in_flight_keys_until_their_batch_settles():
+    from earthkeep.ingest.dedupe import first_by_key
+
+    cache = DedupeCache(100, 10, clock=Clock())
+    cache.add_many(["old"])
+    a = cache.claim(first_by_key([("x", 1), ("old", 2), ("x", 3), ("y", 4)], key=lambda r: r[0]))
+    assert a == {"x": ("x", 1), "y": ("y", 4)}  # the first of repeats; "old" was written already
+    b = cache.claim({"x": "again", "z": "new"})
+    assert b == {"z": "new"}  # "x" is in flight in batch a
+    cache.settle(list(a), written=False)  # batch a failed: its keys may be written by whoever gets them next
+    assert cache.claim({"x": "retry"}) == {"x": "retry"}
+    cache.settle(["x", "z"], written=True)
+    assert "x" in cache and "z" in cache and "y" not in cache
+    assert cache.claim({"x": 1, "z": 2, "w": 3}) == {"w": 3}
