@@ -180,32 +180,65 @@ def check_records(
     limit = (now or datetime.now(UTC)) + timedelta(seconds=future_tolerance_s)
     is_known = known_station if callable(known_station) else known_station.__contains__
     out = Checked([], [], [])
-    valid_ids: set[str] = set()  # station ids whose pattern was checked in this batch
+    good, positions = out.good, out.positions
+    accepted_ids: set[str] = set()  # station ids of this batch that match the pattern and are registered
     for i, raw in enumerate(records):
-        obs = _from_wire(raw, valid_ids) if type(raw) is Wire else _fast(raw)
-        reason = ""
-        if type(raw) is Malformed:
-            reason = raw.reason
-        elif obs is None:
-            if type(raw) is Wire:
-                raw = msgspec.structs.asdict(raw)
-            reason, obs = _slow(raw)
-        if obs is not None:
-            if obs.ts > limit:
-                reason = (f"timestamp: {obs.ts.isoformat()} is in the future (more than "
-                          f"{future_tolerance_s:.0f} s ahead of the server clock)")
-            elif not is_known(obs.station_id):
-                reason = (f"station_id: unknown station {obs.station_id!r}; register it first "
-                          "(POST /stations or `earthkeep stations add`)")
-            else:
-                out.good.append(obs)
-                out.positions.append(i)
-                continue
+        if type(raw) is Wire and (obs := _accept_wire(raw, accepted_ids, is_known, limit)) is not None:
+            good.append(obs)
+            positions.append(i)
+        else:
+            _check_one(i, raw, is_known, limit, future_tolerance_s, out)
+    return out
+
+
+def _accept_wire(w: Wire, accepted_ids: set[str], is_known: Callable[[str], bool], limit: datetime) -> Obs | None:
+    """The :class:`Obs` of a decoded line that passes every check, else ``None`` (:func:`_check_one` says why)."""
+    sid = w.station_id
+    if sid not in accepted_ids:
+        if not (_STATION.fullmatch(sid) and is_known(sid)):
+            return None
+        accepted_ids.add(sid)
+    stamp = w.timestamp
+    if len(stamp) < 19 or stamp[4] != "-":
+        return None
+    try:
+        ts = _fromisoformat(stamp)
+        if ts.tzinfo is not UTC:
+            ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    t, h, p, ws, wd, pr = w.temperature, w.humidity, w.pressure, w.wind_speed, w.wind_direction, w.precipitation
+    if ts > limit or (t is None and h is None and p is None and ws is None and wd is None and pr is None):
+        return None
+    return _new_tuple(Obs, (sid, ts, t, h, p, ws, wd, pr))  # Obs(...) without the keyword handling
+
+
+def _check_one(i: int, raw: Any, is_known: Callable[[str], bool], limit: datetime, future_tolerance_s: float,
+               out: Checked) -> None:
+    """Check record ``i`` the careful way: append it to ``out.good`` or its reason to ``out.bad``."""
+    obs = _from_wire(raw, set()) if type(raw) is Wire else _fast(raw)
+    reason = ""
+    if type(raw) is Malformed:
+        reason = raw.reason
+    elif obs is None:
         if type(raw) is Wire:
             raw = msgspec.structs.asdict(raw)
-        sid = raw.get("station_id") if isinstance(raw, dict) else None
-        out.bad.append(Rejection(i, reason, sid if isinstance(sid, str) else None, raw))
-    return out
+        reason, obs = _slow(raw)
+    if obs is not None:
+        if obs.ts > limit:
+            reason = (f"timestamp: {obs.ts.isoformat()} is in the future (more than "
+                      f"{future_tolerance_s:.0f} s ahead of the server clock)")
+        elif not is_known(obs.station_id):
+            reason = (f"station_id: unknown station {obs.station_id!r}; register it first "
+                      "(POST /stations or `earthkeep stations add`)")
+        else:
+            out.good.append(obs)
+            out.positions.append(i)
+            return
+    if type(raw) is Wire:
+        raw = msgspec.structs.asdict(raw)
+    sid = raw.get("station_id") if isinstance(raw, dict) else None
+    out.bad.append(Rejection(i, reason, sid if isinstance(sid, str) else None, raw))
 
 
 def validate_records(
@@ -274,9 +307,11 @@ def parse_lines(text: bytes) -> list[Any]:
     """Every non-blank line of NDJSON ``text`` as :func:`parse_line` gives it.
 
     When every line is a well-formed observation (the usual case) msgspec
-    decodes them all in one call; otherwise the lines are decoded in halves,
-    and only a half that fails is split again, so a few bad lines in a large
-    body cost a few more decoding calls rather than one call per line.
+    decodes them all in one call. When one is not, msgspec's error names the
+    line (``at `$[17]...```): the lines before it are decoded in one call, that
+    line alone, and the rest again in one call, so a few bad lines in a large
+    body cost about one more decoding pass, not one call per line. Errors that
+    name no line (malformed JSON) are found by decoding in halves.
     """
     try:
         return _WIRE.decode_lines(text)
@@ -284,8 +319,33 @@ def parse_lines(text: bytes) -> list[Any]:
         pass
     lines = ndjson_lines(text)
     out: list[Any] = []
-    _decode_halves(lines, 0, len(lines), out)
+    start = 0
+    while start < len(lines):
+        try:
+            out += _WIRE.decode_lines(b"\n".join(lines[start:]))
+            break
+        except msgspec.ValidationError as exc:
+            bad = _failing_line(exc, len(lines) - start)
+        except msgspec.DecodeError:
+            bad = None
+        if bad is None:
+            _decode_halves(lines, start, len(lines), out)
+            break
+        if bad:
+            out += _WIRE.decode_lines(b"\n".join(lines[start:start + bad]))  # all valid: msgspec stopped after
+        out.append(parse_line(lines[start + bad]))
+        start += bad + 1
     return out
+
+
+_AT_LINE = re.compile(r"at `\$\[(\d+)\]")
+
+
+def _failing_line(exc: msgspec.ValidationError, count: int) -> int | None:
+    """The index of the line a ``decode_lines`` error names (None when it names none that exists)."""
+    m = _AT_LINE.search(str(exc))
+    index = int(m.group(1)) if m else -1
+    return index if 0 <= index < count else None
 
 
 _SMALLEST_SPLIT = 8  # below this many lines, decode them one by one
@@ -334,6 +394,7 @@ def _from_wire(w: Wire, valid_ids: set[str]) -> Obs | None:
 
 _NO_MEASURES = (None,) * len(MEASURE_NAMES)
 _new_tuple = tuple.__new__
+_fromisoformat = datetime.fromisoformat
 
 
 _STATION = re.compile(STATION_ID)
