@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -172,10 +173,9 @@ class CkanClient:
         remote = getattr(self._local, "remote", None)
         if remote is None:
             import requests
-            from ckanapi import RemoteCKAN
 
             session = self._session_factory() if self._session_factory else requests.Session()
-            remote = RemoteCKAN(self.url, apikey=self._apikey, user_agent=USER_AGENT, session=session)
+            remote = _remote_ckan_class()(self.url, apikey=self._apikey, user_agent=USER_AGENT, session=session)
             self._local.remote = remote
             with self._lock:
                 self._remotes.append(remote)
@@ -235,6 +235,43 @@ class CkanClient:
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise SourceUnavailable(f"{self.url}: malformed package_search answer: count is {count!r}")
         return count, result["results"]
+
+
+@lru_cache(maxsize=1)
+def _remote_ckan_class() -> type:
+    """``ckanapi.RemoteCKAN`` reading a successful answer with orjson.
+
+    A ``package_search`` page of 1,000 datasets is about 3 MB of JSON; the
+    standard library's parser, which ``ckanapi`` uses, took a tenth of a
+    discovery run's CPU. Requests are built by ``ckanapi.common.prepare_action``
+    as ``RemoteCKAN`` builds them, and anything but a successful answer (errors,
+    bodies that are not JSON) goes to ``ckanapi``'s own
+    ``reverse_apicontroller_action``, so its exceptions are unchanged.
+    """
+    import orjson
+    from ckanapi import RemoteCKAN
+    from ckanapi.common import prepare_action, reverse_apicontroller_action
+
+    class FastRemoteCKAN(RemoteCKAN):  # type: ignore[misc]
+        def call_action(self, action: str, data_dict: Any = None, context: Any = None, apikey: Any = None,
+                        files: Any = None, requests_kwargs: dict[str, Any] | None = None) -> Any:
+            if context or files or self.get_only:
+                return super().call_action(action, data_dict, context, apikey, files, requests_kwargs)
+            path, data, headers = prepare_action(action, data_dict, apikey or self.apikey, None,
+                                                 base_url=self.base_url)
+            headers["User-Agent"] = self.user_agent
+            url = self.address.rstrip("/") + "/" + path
+            response = self.session.post(url, data=data, headers=headers, allow_redirects=False,
+                                         **{"timeout": 120, **(requests_kwargs or {})})
+            try:
+                parsed = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict) and parsed.get("success"):
+                return parsed["result"]
+            return reverse_apicontroller_action(url, response.status_code, response.text)
+
+    return FastRemoteCKAN
 
 
 # ---------------------------------------------------------------------- listing
