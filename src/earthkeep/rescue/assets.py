@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import mimetypes
-import posixpath
 import re
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -116,7 +115,7 @@ def _classify(url: str, parts: Parts, f: str, mimetype: str | None, resource_typ
     path = parts[2].lower()
     if f in API_FORMATS or "/api/" in path:
         return "api"
-    ext = posixpath.splitext(path)[1]
+    ext = _extension(path)
     if f in PAGE_FORMATS or (mimetype or "").lower().startswith("text/html") or ext in (".html", ".htm"):
         return "landing_page"
     if resource_type == "documentation" and ext in ("", ".aspx", ".php"):
@@ -148,8 +147,17 @@ def file_name(url: str, resource_id: str, fmt: str | None) -> str:
     return _file_name(_split(url)[2] if "://" in url else "", resource_id, (fmt or "").strip().upper())
 
 
+def _extension(path: str) -> str:
+    """``posixpath.splitext(path)[1]`` without its generic code: the last dot of the last segment, not leading."""
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot:] if dot > 0 and name[:dot].strip(".") else ""
+
+
 def _file_name(path: str, resource_id: str, fmt: str) -> str:
-    base = SAFE_NAME.sub("_", posixpath.basename(unquote(path))).strip("._")[:150]
+    if "%" in path:  # decoded first: an encoded slash separates too
+        path = unquote(path)
+    base = SAFE_NAME.sub("_", path[path.rfind("/") + 1 :]).strip("._")[:150]  # the last segment (basename)
     if not base:
         base = "resource." + FORMAT_EXTENSIONS.get(fmt, "bin")
     if "." not in base:
@@ -218,19 +226,22 @@ def plan_resource(resource: dict[str, Any], *, max_bytes: int, allow_private: bo
     size, note = declared_size(resource.get("size"), max_bytes)
     digest = SHA256.match(str(resource.get("hash") or "").strip())
     parts = _split(url)
-    return AssetPlan(
-        url=url,
-        kind=_classify(url, parts, upper, mime, resource.get("resource_type")),
-        filename=_file_name(parts[2] if "://" in url else "", str(resource.get("id") or "r"), upper),
-        format=fmt[:100] if fmt else None,
-        media_type=_media_type(parts[2], mime, upper),
-        size=size,
-        size_source="api" if size is not None else "none",
-        size_note=note,
-        sha256=digest.group(1).lower() if digest else None,
-        refused=_refusal(url, parts, allow_private) if url else "resource has no URL",
-        url_hash=url_hash(url),
-    )
+    return _new_plan(AssetPlan, (  # AssetPlan(...) without the keyword handling, fields in order
+        url,
+        _classify(url, parts, upper, mime, resource.get("resource_type")),
+        _file_name(parts[2] if "://" in url else "", str(resource.get("id") or "r"), upper),
+        fmt[:100] if fmt else None,
+        _media_type(parts[2], mime, upper),
+        size,
+        "api" if size is not None else "none",
+        note,
+        digest.group(1).lower() if digest else None,
+        _refusal(url, parts, allow_private) if url else "resource has no URL",
+        url_hash(url),
+    ))
+
+
+_new_plan = tuple.__new__
 
 
 def plan_link(url: str, parent_filename: str, n: int) -> AssetPlan:

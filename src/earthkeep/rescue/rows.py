@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from earthkeep.catalog.tables import utcnow
 from earthkeep.rescue.assets import AssetPlan, plan_resource
@@ -22,6 +22,7 @@ from earthkeep.rescue.bulk import Encoder, Row
 from earthkeep.rescue.tables import ASSET_KINDS
 from earthkeep.sources.ckan import parse_modified
 
+_new = tuple.__new__  # a named tuple from its fields in order, without the keyword handling
 DOWNLOADABLE = frozenset(name for name, ok, _ in ASSET_KINDS if ok)
 MAX_INT32 = 2**31 - 1
 MAX_ERRORS = 20
@@ -55,9 +56,11 @@ class Context:
     orgs: dict[str, int] = field(default_factory=dict)  # ckan org id -> row id
 
 
-@dataclass(frozen=True)
-class PreparedResource:
-    """One valid resource: its plan, its row (``RESOURCE_FIELDS``) and its asset (``ASSET_FIELDS``)."""
+class PreparedResource(NamedTuple):
+    """One valid resource: its plan, its row (``RESOURCE_FIELDS``) and its asset (``ASSET_FIELDS``).
+
+    Named tuples, not frozen dataclasses: tens of thousands are made per run, at a fifth of the cost.
+    """
 
     ckan_id: str
     plan: AssetPlan
@@ -65,8 +68,7 @@ class PreparedResource:
     asset: Row
 
 
-@dataclass(frozen=True)
-class PreparedDataset:
+class PreparedDataset(NamedTuple):
     """One record: its row (``DATASET_FIELDS``, organization id not yet known), resources, what was skipped."""
 
     rec: dict[str, Any]
@@ -114,7 +116,7 @@ def prepare_dataset(enc: Encoder, ctx: Context, rec: dict[str, Any], stamp: Any)
     )  # fmt: skip
     valid, errors = _valid_resources(rec.get("resources"))
     resources = [prepare_resource(enc, ctx, r, stamp) for r in valid]
-    return PreparedDataset(rec, org, row, resources, len(errors), errors[:MAX_ERRORS])
+    return _new(PreparedDataset, (rec, org, row, resources, len(errors), errors[:MAX_ERRORS]))
 
 
 def prepare_resource(enc: Encoder, ctx: Context, r: dict[str, Any], stamp: Any) -> PreparedResource:
@@ -125,7 +127,7 @@ def prepare_resource(enc: Encoder, ctx: Context, r: dict[str, Any], stamp: Any) 
         cid, name if isinstance(name, str) else None, r["url"], plan.format, plan.media_type, plan.size,
         str(r.get("hash") or "")[:200] or None, "active", enc.json(r), stamp,
     )  # fmt: skip
-    return PreparedResource(cid, plan, row, asset_fields(plan, stamp))
+    return _new(PreparedResource, (cid, plan, row, asset_fields(plan, stamp)))
 
 
 def asset_fields(plan: AssetPlan, stamp: Any) -> Row:

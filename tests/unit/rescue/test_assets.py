@@ -152,3 +152,22 @@ def test_a_malformed_url_is_planned_and_refused_not_raised():
     plan = plan_resource({"id": "r", "url": "http://[::1/x.csv", "format": "CSV"}, max_bytes=MAX, allow_private=True)
     assert plan.refused and "malformed" in plan.refused
     assert classify("http://[::1/x", "CSV", None) == "file"
+
+
+def test_extensions_and_file_names_match_the_standard_library_way():
+    """The fast helpers give exactly what posixpath and the plain unquote-then-basename gave."""
+    import posixpath
+    import random
+    from urllib.parse import unquote
+
+    from earthkeep.rescue.assets import SAFE_NAME, _extension, _file_name
+
+    rng = random.Random(3)
+    pieces = ["a", "b.c", ".", "..", "/", "%2F", "%2e", "%", "tar.gz", ".hidden", "x y", "é", "%C3%A9", "_", "-"]
+    paths = ["", "/", "/a.csv", "/dir.d/file", "/.bashrc", "/a/..", "/a/b.", "/x.tar.gz", "/%2Fetc%2Fpasswd"]
+    paths += ["/" + "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8))) for _ in range(3000)]
+    for path in paths:
+        assert _extension(path) == posixpath.splitext(path)[1], path
+        base = SAFE_NAME.sub("_", posixpath.basename(unquote(path))).strip("._")[:150]
+        expected = base if "." in base else (f"{base}.csv" if base else "resource.csv")
+        assert _file_name(path, "abc-123", "CSV") == f"abc-123-{expected}", path
