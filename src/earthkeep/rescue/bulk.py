@@ -158,11 +158,11 @@ class Bulk:
             self._copy(table, cols, rows)
             return
         per = max(1, min(ROWS_PER_STATEMENT, self.max_params // len(cols)))
-        for i in range(0, len(rows), per):
-            part = rows[i : i + per]
-            self.conn.exec_driver_sql(
-                _insert_sql(self.dialect, table, cols, len(part)), tuple(chain.from_iterable(part))
-            )
+        i = 0
+        for n in _statement_sizes(len(rows), per):
+            part = rows[i : i + n]
+            i += n
+            self.conn.exec_driver_sql(_insert_sql(self.dialect, table, cols, n), tuple(chain.from_iterable(part)))
 
     def _copy(self, table: Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
         q = self.dialect.identifier_preparer
@@ -177,6 +177,25 @@ class Bulk:
         """``UPDATE ... WHERE id = ?`` for every row (executemany): the values of ``columns``, then the id."""
         if rows:
             self.conn.exec_driver_sql(_update_sql(self.dialect, table, tuple(columns)), list(rows))
+
+
+def _statement_sizes(total: int, per: int) -> list[int]:
+    """Rows per ``INSERT`` for ``total`` rows: full statements of ``per``, the rest in powers of two.
+
+    SQLite compiles every statement text it has not seen on this connection,
+    and a multi-row ``VALUES`` list of a few hundred rows takes as long to
+    compile as to run; with a few fixed sizes every statement after the first
+    few comes from the driver's statement cache (a remainder of any size did not).
+    """
+    sizes = [per] * (total // per)
+    rest = total % per
+    bit = 1 << max(0, rest.bit_length() - 1)
+    while rest:
+        if rest >= bit:
+            sizes.append(bit)
+            rest -= bit
+        bit >>= 1
+    return sizes
 
 
 def _placeholders(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> list[str]:
