@@ -91,10 +91,12 @@ def child_consume(cfg: dict[str, Any]) -> None:
     from earthkeep.catalog.db import create_db_engine
     from earthkeep.ingest.consumer import run_consumers
     from earthkeep.logs import configure_logging
+    from earthkeep.runtime import freeze_startup_objects
     from earthkeep.waits import run
 
     configure_logging("WARNING")
     engine = create_db_engine(cfg["db"])
+    freeze_startup_objects()  # as `earthkeep weather consume` does
 
     async def main() -> None:
         stop = asyncio.Event()

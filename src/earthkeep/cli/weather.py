@@ -123,6 +123,7 @@ def consume(
 
     from earthkeep.ingest.cache import make_cache
     from earthkeep.ingest.consumer import run_consumers
+    from earthkeep.runtime import freeze_startup_objects
 
     s = ingest_settings()
     engine = _engine()
@@ -137,6 +138,7 @@ def consume(
         console.print(stats)
 
     console.print(f"consuming {s.stream} as {s.durable!r} from {s.nats_url} ({count} consumer(s)); Ctrl-C stops")
+    freeze_startup_objects()
     run_loop(main())
 
 

@@ -167,7 +167,6 @@ async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.
                         after_commit: Any = None) -> list[ObservationStatsView]:
     """Run ``count`` consumers on one NATS connection until ``stop``; their final stats."""
     from earthkeep.ingest.jetstream import connect, ensure_stream
-    from earthkeep.runtime import freeze_startup_objects
 
     nc = await connect(settings.nats_url, name="earthkeep-consumer")
     try:
@@ -178,7 +177,6 @@ async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.
             fetcher = await PullFetcher(nc, settings).start()
             writer = ObservationWriter(engine, after_commit=after_commit)
             consumers.append(ObservationConsumer(fetcher, writer, engine, settings, dedupe=dedupe))
-        freeze_startup_objects()
         await asyncio.gather(*(c.run(stop) for c in consumers))
         return [c.stats.snapshot() for c in consumers]
     finally:
