@@ -99,7 +99,8 @@ def raw_timeseries(engine: Any, station: str, lo: datetime, hi: datetime, second
     from earthkeep.ingest import queries
 
     with queries.limited(engine, 60_000) as conn:
-        return conn.execute(queries._raw_buckets(engine, station, lo, hi, seconds, False)).all()
+        stmt = queries._raw_buckets(engine.dialect.name, seconds, False)
+        return conn.execute(stmt, {"station_id": station, "lo": lo, "hi": hi}).all()
 
 
 def raw_aggregate(engine: Any, station: str, lo: datetime, hi: datetime) -> Any:
