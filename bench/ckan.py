@@ -50,6 +50,24 @@ def start_portal(datasets: int, latency: tuple[float, float, float]) -> Abstract
     return child_server(code, timeout_s=120)
 
 
+def portal_cpu() -> float:
+    """CPU seconds the portal process (this process's child) used since the last call."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    used, PORTAL_CPU[0] = total - PORTAL_CPU[0], total
+    return used
+
+
+PORTAL_CPU = [0.0]
+
+
 def peer(base: str) -> tuple[set[str], float, int]:
     """The plain loop: sequential package_search with growing start offsets."""
     from ckanapi import RemoteCKAN
@@ -95,6 +113,33 @@ def catalog_urls(kind: str, n: int) -> Iterator[list[str]]:
         yield [kind]  # an empty database of the user's: one run
 
 
+class ThreadCpu:
+    """CPU seconds each kind of thread used (threads named ``ckan_*``, ``rescue-writer_*``, the calling one)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.by_kind: dict[str, float] = {}
+        self._run = threading.Thread.run
+        meter = self
+
+        def run(thread: threading.Thread) -> None:
+            try:
+                meter._run(thread)
+            finally:
+                kind = thread.name.split("_")[0]
+                meter.by_kind[kind] = meter.by_kind.get(kind, 0.0) + time.thread_time()
+
+        threading.Thread.run = run  # type: ignore[method-assign]
+        self.main = time.thread_time()
+
+    def stop(self) -> dict[str, float]:
+        import threading
+
+        threading.Thread.run = self._run  # type: ignore[method-assign]
+        return {"preparing (calling thread)": time.thread_time() - self.main, **self.by_kind}
+
+
 def earthkeep_discovery(base: str, concurrency: int, url: str) -> tuple[float, dict[str, object], set[str]]:
     """The product's whole discovery into the catalog at ``url``; the dataset ids it then holds."""
     from sqlalchemy import select
@@ -109,9 +154,11 @@ def earthkeep_discovery(base: str, concurrency: int, url: str) -> tuple[float, d
     upgrade(engine)
     settings = RescueSettings(portal=base, concurrency=concurrency)
     sessions = session_factory(engine)
+    threads = ThreadCpu()
     started = time.perf_counter()
     out = discover(sessions, settings, DiscoveryRequest.from_settings(settings), allow_private=True)
     elapsed = time.perf_counter() - started
+    out["cpu_by_thread"] = threads.stop()
     with sessions() as s:
         ids = set(s.scalars(select(Dataset.ckan_id).where(Dataset.portal == base.rstrip("/"))))
     engine.dispose()
@@ -151,6 +198,7 @@ def main() -> None:
             times = []
             with catalog_urls(kind, args.repeat) as urls:
                 for url in urls:
+                    portal_cpu()  # from here
                     disc_s, out, kept = earthkeep_discovery(base, args.concurrency, url)
                     times.append(disc_s)
                     name = kind if kind in ("sqlite", "postgres") else url.split("://")[0]
@@ -160,6 +208,8 @@ def main() -> None:
                         f"{out['requests']} requests; catalog holds the peer's ids: {kept == peer_ids}; "
                         f"speed-up: {peer_s / disc_s:.1f}x (load {os.getloadavg()[0]:.2f})"
                     )
+                    cpu = ", ".join(f"{k} {v:.2f}" for k, v in out["cpu_by_thread"].items())  # type: ignore[attr-defined]
+                    print(f"  CPU seconds by thread: {cpu}; the portal process: {portal_cpu():.2f}")
                     same = same and kept == peer_ids
             if len(times) > 1:
                 med = statistics.median(times)
