@@ -199,3 +199,57 @@ async def test_consumers_of_one_process_drop_repeats_in_memory_even_across_their
     assert sum(st["dropped_db"] for st in stats) == 0  # no repeat reached the database
     assert sum(st["dropped_memory"] for st in stats) == 20 * 37 and sum(st["inserted"] for st in stats) == 3000
     assert count(engine, "ingest_observations") == 3000 and rollup_total(engine)["n"] == 3000
+
+
+async def test_a_message_redelivered_while_its_first_write_hangs_and_fails_is_not_lost(engine, nats_server):
+    """The redelivery finds the records in flight and drops them; it must not ack before the first write ends.
+
+    The first write of the message takes longer than ack_wait (JetStream redelivers it to the second
+    consumer of the process), then fails. The second consumer waited for it, nak'ed, and the third
+    delivery writes the rows.
+    """
+    from datetime import timedelta
+
+    from earthkeep.ingest.consumer import ObservationConsumer
+    from earthkeep.ingest.dedupe import DedupeCache
+    from earthkeep.ingest.jetstream import PullFetcher, connect, ensure_stream
+    from earthkeep.ingest.models import Obs
+    from earthkeep.ingest.writer import ObservationWriter
+
+    class HangsThenFails(ObservationWriter):
+        calls = 0
+
+        def write(self, rows):
+            HangsThenFails.calls += 1
+            if HangsThenFails.calls == 1:
+                time.sleep(2.5)  # past ack_wait (1 s): JetStream hands the message to the other consumer
+                raise SourceUnavailable("observations database: simulated hang, then failure")
+            return super().write(rows)
+
+    s = settings_for(nats_server.url, "hang", "batch").model_copy(
+        update={"fetch_batch": 100, "ack_wait_s": 1.0, "retry_max_s": 0.2})
+    rows = [Obs("S1", T0 + timedelta(minutes=i), float(i % 30)) for i in range(100)]
+    broker = await JetStreamBroker(s).start()
+    try:
+        await broker.publish(rows, trace_id="hang")
+    finally:
+        await broker.close()
+    nc = await connect(s.nats_url)
+    stop = asyncio.Event()
+    try:
+        await ensure_stream(nc, s)
+        dedupe = DedupeCache(s.dedupe_size, s.dedupe_age_s)
+        consumers = [ObservationConsumer(await PullFetcher(nc, s).start(), HangsThenFails(engine), engine, s,
+                                         dedupe=dedupe) for _ in range(2)]
+        runs = asyncio.gather(*(c.run(stop) for c in consumers))
+        try:
+            await wait_rows(engine, len(rows), timeout=30)
+            await asyncio.sleep(2.0)  # later deliveries, if any, are dropped
+        finally:
+            stop.set()
+            await asyncio.wait_for(runs, 30)
+    finally:
+        await nc.drain()
+    assert HangsThenFails.calls >= 3  # the hanging write, the redelivery's empty one, the one that stored them
+    assert count(engine, "ingest_observations") == 100 and rollup_total(engine)["n"] == 100
+    assert sum(c.stats.failed_batches for c in consumers) == 1

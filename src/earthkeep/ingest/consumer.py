@@ -45,6 +45,12 @@ class _Batch:
     rejections: list[Rejection]
     traces: Counter[str | None]
     dropped: int
+    flight: asyncio.Future[bool]  # set once this batch's rows are committed (True) or never will be (False)
+    depends: set[Any]  # the flights of other batches that are writing records this one dropped
+
+    def land(self, written: bool) -> None:
+        if not self.flight.done():
+            self.flight.set_result(written)
 
 
 class ObservationConsumer:
@@ -80,7 +86,8 @@ class ObservationConsumer:
                         await self._back_off(stop)
                 except BaseException:
                     if batch is not None:  # never written: its keys must not stay "in flight"
-                        self.dedupe.settle(batch.keys, written=False)
+                        self.dedupe.settle(batch.keys, batch.flight, written=False)
+                        batch.land(False)
                     raise
                 writing = asyncio.create_task(self.commit(batch)) if batch else None
         finally:
@@ -103,17 +110,22 @@ class ObservationConsumer:
     def prepare(self, msgs: Sequence[Any]) -> _Batch:
         """Decode and validate ``msgs``; drop keys written recently (the in-memory cache)."""
         good, rejections, traces = self._decode(msgs)
-        fresh = self.dedupe.claim(first_by_key(good, _KEY))  # one row per key, none recent or in flight
+        flight: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # one row per key, none written recently; keys other batches are writing are left to them
+        fresh, depends = self.dedupe.claim(first_by_key(good, _KEY), flight)
         records = sum(traces.values())
         self.stats.received += records  # records, whatever the message mode
         self.fetcher.observe(len(msgs), records)
-        return _Batch(msgs, list(fresh.values()), list(fresh), rejections, traces, len(good) - len(fresh))
+        return _Batch(msgs, list(fresh.values()), list(fresh), rejections, traces, len(good) - len(fresh),
+                      flight, depends)
 
     async def commit(self, b: _Batch) -> bool:
         """Insert, commit, then ack; on failure nak with a delay (JetStream redelivers).
 
         The batch's keys leave the cache's "in flight" set whatever happens
-        (remembered as written only after the commit).
+        (remembered as written only after the commit). The messages are acked
+        only once the batches holding the records this one dropped have
+        written them too; if one of those failed, they are nak'ed instead.
         """
         written = False
         try:
@@ -129,17 +141,30 @@ class ObservationConsumer:
             await self.fetcher.nak(b.msgs, min(self.settings.retry_max_s, 0.5 * self._failures))
             return False
         finally:
-            self.dedupe.settle(b.keys, written=written)
+            self.dedupe.settle(b.keys, b.flight, written=written)
+            b.land(written)
         self._failures = 0
-        await self.fetcher.ack(b.msgs)
-        self.stats.dropped_memory += b.dropped
         self.stats.inserted += result.inserted
         self.stats.dropped_db += result.duplicates
         self.stats.dead_letters += len(b.rejections)
+        if not await self._others_wrote(b):
+            log.warning("ingest.batch_redelivered", reason="a batch holding some of its records failed",
+                        records=len(b.msgs), trace_ids=sorted(t for t in b.traces if t))
+            await self.fetcher.nak(b.msgs, 0.5)
+            return False
+        await self.fetcher.ack(b.msgs)
+        self.stats.dropped_memory += b.dropped
         for trace_id, n in b.traces.items():
             log.info("ingest.consumed", trace_id=trace_id, records=n, messages=len(b.msgs),
                      inserted=result.inserted, write_s=round(result.seconds, 4))
         return True
+
+    async def _others_wrote(self, b: _Batch) -> bool:
+        """True once every batch this one depends on committed (False if one failed or hangs past ack_wait)."""
+        if not b.depends:
+            return True
+        done, pending = await asyncio.wait(b.depends, timeout=self.settings.ack_wait_s)
+        return not pending and all(f.result() for f in done)
 
     def _decode(self, msgs: Sequence[Any]) -> tuple[list[Obs], list[Rejection], Counter[str | None]]:
         good: list[Obs] = []

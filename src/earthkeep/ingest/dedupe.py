@@ -7,10 +7,14 @@ update in C; a lookup is one dict membership test, so the consumer can filter a
 batch of thousands of records at the cost of a set lookup each.
 
 The consumers of one process share a cache, and it also knows the keys of the
-batches they have in flight (:meth:`DedupeCache.claim`): a record whose key
-another batch is writing right now is dropped too. That is safe because the
-other batch's message is acknowledged only after its commit; if that write
-fails, the message is redelivered with the record in it.
+batches they have in flight (:meth:`DedupeCache.claim`, by the batch that owns
+them): a record whose key another batch is writing right now is dropped too,
+and the claim names the batches it now depends on. The consumer acknowledges
+its messages only after those batches wrote their rows; if one of them failed,
+it naks its messages instead, so a dropped record is always either written by
+its owner or delivered again. (Without that, a message redelivered while its
+first delivery is still being written would be acknowledged empty, and a
+failure of the first write would lose it.)
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class DedupeCache:
         self._seen: dict[Hashable, int] = {}  # key -> number of the generation that last added it
         self._generations: deque[_Generation] = deque()
         self._number = 0
-        self._in_flight: set[Hashable] = set()
+        self._in_flight: dict[Hashable, Hashable] = {}  # key -> the batch writing it
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -68,22 +72,30 @@ class DedupeCache:
         self.sweep()
         return self._seen.keys()
 
-    def claim(self, items: dict[Hashable, T]) -> dict[Hashable, T]:
-        """``items`` (key -> item) without the keys written recently or in flight; those kept are now in flight.
+    def claim(self, items: dict[Hashable, T], owner: Hashable) -> tuple[dict[Hashable, T], set[Hashable]]:
+        """``items`` (key -> item) without the keys written recently or in flight, and the owners of the latter.
 
-        Set operations in C: a batch of thousands costs a few dict operations,
-        not a Python step per key. Call :meth:`settle` with the kept keys.
+        The kept keys are in flight for ``owner`` until :meth:`settle`. Set
+        operations in C: a batch of thousands costs a few dict operations, not a
+        Python step per key (only keys found in flight are looked at one by one).
         """
         recent, flying = self.recent(), self._in_flight
-        for key in (items.keys() & recent) | (items.keys() & flying):
+        for key in items.keys() & recent:
             del items[key]
-        flying.update(items)
-        return items
+        depends: set[Hashable] = set()
+        for key in items.keys() & flying.keys():
+            depends.add(flying[key])
+            del items[key]
+        flying.update(zip(items, repeat(owner)))
+        return items, depends
 
-    def settle(self, keys: Iterable[Hashable], *, written: bool) -> None:
-        """End the flight of claimed ``keys``; remember them when their batch was ``written``."""
+    def settle(self, keys: Iterable[Hashable], owner: Hashable, *, written: bool) -> None:
+        """End ``owner``'s flight of its claimed ``keys``; remember them when they were ``written``."""
         batch = keys if isinstance(keys, list) else list(keys)
-        self._in_flight.difference_update(batch)
+        flying = self._in_flight
+        for key in batch:
+            if flying.get(key) is owner:
+                del flying[key]
         if written:
             self.add_many(batch)
 

@@ -63,17 +63,21 @@ def test_count_eviction_walks_batches_oldest_first_and_keeps_the_bound():
     assert len(cache) == 1000 and 3999 not in cache and all(k in cache for k in (4000, 4999))
 
 
-def test_claims_drop_recent_and_in_flight_keys_until_their_batch_settles():
+def test_claims_drop_recent_and_in_flight_keys_and_name_the_batches_holding_them():
     from earthkeep.ingest.dedupe import first_by_key
 
     cache = DedupeCache(100, 10, clock=Clock())
     cache.add_many(["old"])
-    a = cache.claim(first_by_key([("x", 1), ("old", 2), ("x", 3), ("y", 4)], key=lambda r: r[0]))
-    assert a == {"x": ("x", 1), "y": ("y", 4)}  # the first of repeats; "old" was written already
-    b = cache.claim({"x": "again", "z": "new"})
-    assert b == {"z": "new"}  # "x" is in flight in batch a
-    cache.settle(list(a), written=False)  # batch a failed: its keys may be written by whoever gets them next
-    assert cache.claim({"x": "retry"}) == {"x": "retry"}
-    cache.settle(["x", "z"], written=True)
+    a, deps = cache.claim(first_by_key([("x", 1), ("old", 2), ("x", 3), ("y", 4)], key=lambda r: r[0]), "A")
+    assert a == {"x": ("x", 1), "y": ("y", 4)} and deps == set()  # the first of repeats; "old" was written
+    b, deps = cache.claim({"x": "again", "z": "new"}, "B")
+    assert b == {"z": "new"} and deps == {"A"}  # "x" is batch A's to write: B must wait for A before acking
+    cache.settle(list(a), "A", written=False)  # batch A failed: its keys may be written by whoever gets them next
+    c, deps = cache.claim({"x": "retry", "z": "again"}, "C")
+    assert c == {"x": "retry"} and deps == {"B"}
+    cache.settle(["z"], "B", written=True)
+    cache.settle(["x"], "B", written=False)  # a key B does not own stays C's
+    assert cache.claim({"x": 0}, "D") == ({}, {"C"})
+    cache.settle(["x"], "C", written=True)
     assert "x" in cache and "z" in cache and "y" not in cache
-    assert cache.claim({"x": 1, "z": 2, "w": 3}) == {"w": 3}
+    assert cache.claim({"x": 1, "z": 2, "w": 3}, "E") == ({"w": 3}, set())
