@@ -66,6 +66,30 @@ def portal_cpu() -> float:
 
 
 PORTAL_CPU = [0.0]
+DB_SERVER: list[object] = []  # the throwaway PostgreSQL of --db postgres, while it runs
+
+
+def db_server_cpu() -> float | None:
+    """CPU seconds of the throwaway PostgreSQL's processes alive now (postmaster and backends), or None."""
+    import psutil
+
+    if not DB_SERVER:
+        return None
+    pid = DB_SERVER[0]._postmaster_pid()  # type: ignore[attr-defined]
+    if pid is None:
+        return None
+    total = 0.0
+    try:
+        pm = psutil.Process(pid)
+        for proc in [pm, *pm.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        return None
+    return total
 
 
 def peer(base: str) -> tuple[set[str], float, int]:
@@ -108,6 +132,7 @@ def catalog_urls(kind: str, n: int) -> Iterator[list[str]]:
         from earthkeep.testbed.servers import PostgresServer
 
         with PostgresServer() as pg:
+            DB_SERVER[:] = [pg]
             yield [pg.create_database(f"bench_ckan_{i}") for i in range(n)]
     else:
         yield [kind]  # an empty database of the user's: one run
@@ -155,10 +180,13 @@ def earthkeep_discovery(base: str, concurrency: int, url: str) -> tuple[float, d
     settings = RescueSettings(portal=base, concurrency=concurrency)
     sessions = session_factory(engine)
     threads = ThreadCpu()
+    db_before = db_server_cpu()
     started = time.perf_counter()
     out = discover(sessions, settings, DiscoveryRequest.from_settings(settings), allow_private=True)
     elapsed = time.perf_counter() - started
     out["cpu_by_thread"] = threads.stop()
+    db_after = db_server_cpu()  # before the pool's backends exit
+    out["db_cpu"] = None if db_before is None or db_after is None else db_after - db_before
     with sessions() as s:
         ids = set(s.scalars(select(Dataset.ckan_id).where(Dataset.portal == base.rstrip("/"))))
     engine.dispose()
@@ -209,7 +237,8 @@ def main() -> None:
                         f"speed-up: {peer_s / disc_s:.1f}x (load {os.getloadavg()[0]:.2f})"
                     )
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in out["cpu_by_thread"].items())  # type: ignore[attr-defined]
-                    print(f"  CPU seconds by thread: {cpu}; the portal process: {portal_cpu():.2f}")
+                    db = f"; PostgreSQL (backends alive at the end): {out['db_cpu']:.2f}" if out["db_cpu"] is not None else ""
+                    print(f"  CPU seconds by thread: {cpu}; the portal process: {portal_cpu():.2f}{db}")
                     same = same and kept == peer_ids
             if len(times) > 1:
                 med = statistics.median(times)
