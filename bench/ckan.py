@@ -237,7 +237,8 @@ def main() -> None:
                         f"speed-up: {peer_s / disc_s:.1f}x (load {os.getloadavg()[0]:.2f})"
                     )
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in out["cpu_by_thread"].items())  # type: ignore[attr-defined]
-                    db = f"; PostgreSQL (backends alive at the end): {out['db_cpu']:.2f}" if out["db_cpu"] is not None else ""
+                    db_cpu = out["db_cpu"]
+                    db = "" if db_cpu is None else f"; PostgreSQL (backends alive at the end): {db_cpu:.2f}"
                     print(f"  CPU seconds by thread: {cpu}; the portal process: {portal_cpu():.2f}{db}")
                     same = same and kept == peer_ids
             if len(times) > 1:

@@ -151,3 +151,100 @@ def test_a_bulk_insert_that_breaks_a_constraint_raises_sqlalchemys_error(engine)
     with pytest.raises(Conflict), translate_errors("rescue"), sessions.begin() as s:
         Bulk(s.connection()).insert(HISTORY, HISTORY_COLUMNS, [(999999, None, None, "created", "{}", None)])
     assert count(engine, "SELECT count(*) FROM rescue_dataset_history") == 0
+
+
+def test_parallel_writers_keep_exactly_what_the_portal_holds(engine):
+    """Several writer connections (PostgreSQL; SQLite keeps its one writer): nothing lost, doubled or misfiled."""
+    sessions = session_factory(engine)
+    with portal(1500, faults=False) as (base, emu):
+        s = RescueSettings(portal=base, rows=50, concurrency=4, writers=4)
+        out = discover(sessions, s, DiscoveryRequest.from_settings(s), allow_private=True)
+        expected = emu.portal.datasets
+        n_res = sum(len(d["resources"]) for d in expected.values())
+        assert (out["created"], out["resources"], out["assets"]) == (1500, n_res, n_res)
+        assert count(engine, "SELECT count(*) FROM rescue_datasets") == 1500
+        assert count(engine, "SELECT count(*) FROM rescue_resources") == n_res
+        assert count(engine, "SELECT count(*) FROM rescue_assets") == n_res
+        assert count(engine, "SELECT count(*) FROM rescue_dataset_history WHERE change = 'created'") == 1500
+        orgs = {d["organization"]["id"] for d in expected.values()}
+        assert count(engine, "SELECT count(*) FROM rescue_organizations") == len(orgs)
+        with engine.connect() as conn:
+            filed = dict(
+                conn.exec_driver_sql(
+                    "SELECT d.ckan_id, o.ckan_id FROM rescue_datasets d JOIN rescue_organizations o "
+                    "ON o.id = d.organization_id"
+                ).all()
+            )
+        assert filed == {cid: d["organization"]["id"] for cid, d in expected.items()}  # every dataset, right org
+
+        emu.portal.advance(created=30, modified=40, removed=0)
+        again = discover(sessions, s, DiscoveryRequest.from_settings(s), allow_private=True)
+        assert (again["created"], again["modified"]) == (30, 40)
+        assert count(engine, "SELECT count(*) FROM rescue_datasets") == 1530
+        assert count(engine, "SELECT count(*) FROM rescue_dataset_history WHERE change = 'modified'") == 40
+
+
+def test_a_pages_new_organizations_are_shared_only_once_it_commits(engine):
+    from sqlalchemy import event
+
+    from earthkeep.rescue.bulk import Encoder
+    from earthkeep.rescue.rows import prepare_page
+
+    sessions = session_factory(engine)
+    ctx = Context("https://portal.example.gov", "run-1", 1 << 44, allow_private=False)
+    shared_at_commit: list[set[str]] = []
+    event.listen(sessions, "before_commit", lambda _s: shared_at_commit.append(set(ctx.orgs)))
+    keeper = discovery._PageWriter(sessions)
+    try:
+        res = keeper.write(ctx, prepare_page(Encoder(engine.dialect), ctx, records(3)))
+    finally:
+        keeper.close()
+    assert res.created == 3
+    assert shared_at_commit == [set()]  # other writers could not refer to them while uncommitted
+    assert set(ctx.orgs) == {"org-0", "org-1", "org-2"}
+
+
+def test_two_pages_bringing_the_same_new_organization_at_once(engine):
+    """The second insert of a new organization waits for the first transaction and skips it, not fails."""
+    import threading
+    import time
+    from dataclasses import replace
+
+    sessions = session_factory(engine)
+    ctx = Context("https://portal.example.gov", "run-1", 1 << 44, allow_private=False)
+    page = records(4)  # organizations org-0, org-1, org-2, org-0
+    first, second = page[:2], page[2:]  # org-0 in both
+    out: dict[str, object] = {}
+
+    def write_second() -> None:
+        try:
+            with sessions.begin() as s:
+                out["res"] = persist_page(s, replace(ctx, orgs={}), second)
+        except Exception as exc:  # reported below
+            out["error"] = exc
+
+    s1 = sessions()
+    s1.begin()
+    persist_page(s1, replace(ctx, orgs={}), first)  # org-0 and org-1 inserted, not committed
+    t = threading.Thread(target=write_second)
+    t.start()
+    if engine.dialect.name == "postgresql":  # wait until the second transaction is held by the first's row
+        deadline = time.monotonic() + 20
+        while count(engine, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == 0:
+            assert time.monotonic() < deadline, "the second writer never waited for the first"
+            time.sleep(0.02)
+    s1.commit()
+    s1.close()
+    t.join(30)
+    assert "error" not in out, out.get("error")
+    assert out["res"].created == 2  # type: ignore[attr-defined]
+    assert count(engine, "SELECT count(*) FROM rescue_organizations") == 3
+    assert count(engine, "SELECT count(*) FROM rescue_datasets") == 4
+    with engine.connect() as conn:
+        filed = dict(
+            conn.exec_driver_sql(
+                "SELECT d.ckan_id, o.ckan_id FROM rescue_datasets d "
+                "JOIN rescue_organizations o ON o.id = d.organization_id"
+            ).all()
+        )
+    assert filed == {r["id"]: r["organization"]["id"] for r in page}

@@ -19,6 +19,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from earthkeep.catalog.tables import utcnow
@@ -46,6 +48,7 @@ from earthkeep.sources.ckan import Filters, parse_modified
 
 __all__ = ["Context", "PageResult", "check_record", "insert_assets", "mark_gone", "persist_page", "write_page"]
 
+ORGS = cast(Table, Organization.__table__)
 DATASETS = cast(Table, Dataset.__table__)
 HISTORY = cast(Table, DatasetHistory.__table__)
 RESOURCES = cast(Table, Resource.__table__)
@@ -91,8 +94,23 @@ def upsert_orgs(s: Session, ctx: Context, orgs: Iterable[dict[str, Any] | None])
              "meta": o, "first_seen_at": now, "updated_at": now}
             for o in new
         ]  # fmt: skip
-        s.execute(insert(Organization), values)
+        s.execute(_insert_missing(s, ORGS, ("portal", "ckan_id")), values)
         ctx.orgs.update(s.execute(known.where(Organization.ckan_id.in_([o["id"] for o in new]))).tuples().all())
+
+
+def _insert_missing(s: Session, table: Table, key: tuple[str, ...]) -> Any:
+    """``INSERT`` that skips rows whose ``key`` another transaction inserted meanwhile (PostgreSQL, SQLite).
+
+    Several writers may keep pages of one run at once (PostgreSQL): two pages can
+    bring the same new organization, and the second insert then waits for the
+    first transaction and skips the row instead of failing the page.
+    """
+    name = s.get_bind().dialect.name
+    if name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(key))
+    if name == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(key))
+    return insert(table)
 
 
 def persist_page(s: Session, ctx: Context, records: Sequence[dict[str, Any]]) -> PageResult:

@@ -2,9 +2,10 @@
 
 A run is recorded in the run ledger (source ``ckan``). Three things overlap:
 the listing threads fetch pages, the calling thread prepares each page's rows
-(:func:`earthkeep.rescue.rows.prepare_page`: plans, JSON, tuples) and one writer
-thread keeps the prepared pages in order, each in its own transaction, at most
-:data:`WRITE_AHEAD` behind. The high-water mark of the portal and
+(:func:`earthkeep.rescue.rows.prepare_page`: plans, JSON, tuples) and writer
+threads keep the prepared pages, each in its own transaction, at most
+:data:`WRITE_AHEAD` behind (one writer on SQLite, ``writers`` connections on
+PostgreSQL). The high-water mark of the portal and
 filter scope only moves when a run completes, so a failed run loses nothing:
 the next one starts from the same place. The sweep lists every id in scope
 (``fl=id,name,metadata_modified``, same windows) and marks the missing ones gone,
@@ -13,11 +14,12 @@ refusing when implausibly many would go (see ``max_gone_fraction``).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -117,7 +119,7 @@ def discover(
     )
     try:
         with bulk_tuning:
-            _keep_pages(sessions, ctx, lister, dialect, total, on_page)
+            _keep_pages(sessions, ctx, lister, dialect, total, on_page, writers=settings.writers)
             gone = _sweep(sessions, settings, req, ctx, client) if req.sweep else None
     except Exception as exc:
         with sessions.begin() as s:
@@ -170,14 +172,25 @@ def _keep_pages(
     dialect: Dialect,
     total: PageResult,
     on_page: Callable[[int, int], None] | None,
+    *,
+    writers: int = 1,
 ) -> None:
-    """Prepare each listed page here while one writer thread keeps the ones before it, in order.
+    """Prepare each listed page here while writer threads keep the ones before it.
 
-    The first failure stops the run: pages not yet written are dropped (the high-water mark does
-    not move, so the next run lists them again) and the listing is closed.
+    SQLite has one writer. On PostgreSQL ``writers`` connections keep pages at
+    once, each page in its own transaction: the server's work on a page (JSONB,
+    a dozen indexes, foreign-key checks) is most of a run, and one connection
+    keeps only one server process busy. Pages hold disjoint datasets (the
+    lister passes each id once per run); organizations a page adds become
+    visible to the other writers only once it commits (:class:`_PageWriter`).
+    Results are counted and reported in page order. The first failure stops the
+    run: pages not yet written are dropped (the high-water mark does not move,
+    so the next run lists them again; pages written meanwhile are then found
+    unchanged) and the listing is closed.
     """
     enc = Encoder(dialect)
     pending: deque[Future[PageResult]] = deque()
+    writers = 1 if dialect.name == "sqlite" else max(1, writers)
 
     def done(f: Future[PageResult]) -> None:
         total.add(f.result())
@@ -185,14 +198,14 @@ def _keep_pages(
             on_page(lister.stats.records, lister.stats.reported)
 
     with (
-        closing(_PageWriter(sessions)) as keeper,
-        ThreadPoolExecutor(1, thread_name_prefix="rescue-writer") as writer,
+        closing(_Keepers(sessions)) as keepers,
+        ThreadPoolExecutor(writers, thread_name_prefix="rescue-writer") as writer,
         closing(lister.pages()) as pages,
     ):
         try:
             for page in pages:
-                pending.append(writer.submit(keeper.write, ctx, prepare_page(enc, ctx, page)))
-                while pending and (len(pending) > WRITE_AHEAD or pending[0].done()):
+                pending.append(writer.submit(keepers.write, ctx, prepare_page(enc, ctx, page)))
+                while pending and (len(pending) > WRITE_AHEAD + writers - 1 or pending[0].done()):
                     done(pending.popleft())
             while pending:
                 done(pending.popleft())
@@ -201,8 +214,36 @@ def _keep_pages(
                 f.cancel()
 
 
+class _Keepers:
+    """One :class:`_PageWriter` (one connection) per writer thread; all closed at the end."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._local = threading.local()
+        self._all: list[_PageWriter] = []
+        self._lock = threading.Lock()
+
+    def write(self, ctx: Context, page: PreparedPage) -> PageResult:
+        keeper: _PageWriter | None = getattr(self._local, "keeper", None)
+        if keeper is None:
+            keeper = self._local.keeper = _PageWriter(self.sessions)
+            with self._lock:
+                self._all.append(keeper)
+        return keeper.write(ctx, page)
+
+    def close(self) -> None:
+        with self._lock:
+            keepers, self._all = self._all, []
+        for keeper in keepers:
+            keeper.close()
+
+
 class _PageWriter:
-    """Keeps a run's pages, each in its own transaction, on one connection held for the whole run.
+    """Keeps pages, each in its own transaction, on one connection held for the whole run.
+
+    A page's new organizations go into the run's shared ``ctx.orgs`` only after
+    its transaction commits: another writer's page that named one of them
+    earlier would refer to a row it cannot see yet (a foreign-key error).
 
     On SQLite that connection has a larger page cache while the run lasts
     (:data:`SQLITE_RUN_CACHE_KIB`): a run inserts into a dozen indexes in no
@@ -218,8 +259,11 @@ class _PageWriter:
     def write(self, ctx: Context, page: PreparedPage) -> PageResult:
         if self._conn is None:
             self._conn = self._open()
+        mine = replace(ctx, orgs=dict(ctx.orgs))  # organizations this page adds stay its own until it commits
         with self.sessions(bind=self._conn) as s, s.begin():
-            return write_page(s, ctx, page)
+            result = write_page(s, mine, page)
+        ctx.orgs.update(mine.orgs)  # committed: other writers may now refer to them
+        return result
 
     def _open(self) -> Connection:
         engine = self.sessions.kw["bind"]

@@ -48,6 +48,8 @@ class RescueSettings(Section):
                       description="datasets per package_search page (CKAN caps it at 1000)")
     concurrency: int = Field(8, ge=1, le=64, validation_alias=_env("EARTHKEEP_RESCUE_CONCURRENCY", "concurrency"),
                              description="package_search requests in flight (time windows paged in parallel)")
+    writers: int = Field(3, ge=1, le=16, validation_alias=_env("EARTHKEEP_RESCUE_WRITERS", "writers"),
+                         description="connections keeping listed pages at once on PostgreSQL (SQLite: always one)")
     timeout_s: float = Field(120.0, gt=0, validation_alias=_env("EARTHKEEP_RESCUE_TIMEOUT", "timeout_s"))
     overlap_s: float = Field(300.0, ge=0, validation_alias=_env("EARTHKEEP_RESCUE_OVERLAP", "overlap_s"),
                              description="incremental runs re-read this much before the last high-water mark")
