@@ -248,3 +248,81 @@ def test_two_pages_bringing_the_same_new_organization_at_once(engine):
             ).all()
         )
     assert filed == {r["id"]: r["organization"]["id"] for r in page}
+
+
+def test_writers_adding_the_same_organizations_in_opposite_orders_do_not_deadlock(engine):
+    """One writer holds org-a and then wants org-b; another brings org-b before org-a in its page."""
+    import threading
+    import time
+    from dataclasses import replace
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its transactions never overlap")
+    sessions = session_factory(engine)
+    ctx = Context("https://portal.example.gov", "run-1", 1 << 44, allow_private=False)
+
+    def rec(i: int, org: str) -> dict:
+        r = records(1)[0]
+        return {**r, "id": f"ds-{i}", "organization": {"id": org, "name": org}, "resources": []}
+
+    out: dict[str, object] = {}
+
+    def second_writer() -> None:
+        try:
+            with sessions.begin() as s:
+                out["res"] = persist_page(s, replace(ctx, orgs={}), [rec(2, "org-b"), rec(3, "org-a")])
+        except Exception as exc:  # reported below
+            out["error"] = exc
+
+    s1 = sessions()
+    s1.begin()
+    persist_page(s1, replace(ctx, orgs={}), [rec(1, "org-a")])  # holds org-a, uncommitted
+    t = threading.Thread(target=second_writer)
+    t.start()
+    deadline = time.monotonic() + 20
+    while count(engine, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == 0:
+        assert time.monotonic() < deadline, "the second writer never waited for the first"
+        time.sleep(0.02)
+    persist_page(s1, replace(ctx, orgs={}), [rec(4, "org-b")])  # now wants org-b too
+    s1.commit()
+    s1.close()
+    t.join(30)
+    assert "error" not in out, out.get("error")  # unsorted inserts: "deadlock detected" in one of the two
+    assert count(engine, "SELECT count(*) FROM rescue_organizations") == 2
+    assert count(engine, "SELECT count(*) FROM rescue_datasets") == 4
+
+
+def test_a_page_rolled_back_by_a_deadlock_is_kept_again(engine, monkeypatch):
+    import threading
+
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    sessions = session_factory(engine)
+    calls: list[int] = []
+    failed: list[int] = []
+    lock = threading.Lock()  # several writers on PostgreSQL
+
+    def deadlocking_once(s, ctx, page):
+        with lock:
+            calls.append(len(page.datasets))
+            fail = len(calls) == 2
+        result = real(s, ctx, page)  # written, then rolled back with the error
+        if fail:
+            failed.append(len(page.datasets))
+            raise OperationalError("COPY rescue_assets ...", None, psycopg.errors.DeadlockDetected("deadlock detected"))
+        return result
+
+    real = discovery.write_page
+    monkeypatch.setattr(discovery, "write_page", deadlocking_once)
+    with portal(300, faults=False) as (base, emu):
+        s = RescueSettings(portal=base, rows=50, concurrency=2)
+        out = discover(sessions, s, DiscoveryRequest.from_settings(s), allow_private=True)
+        n_res = sum(len(d["resources"]) for d in emu.portal.datasets.values())
+    assert len(failed) == 1 and sum(calls) == 300 + failed[0]  # every page once, the failed one twice
+    assert (out["created"], out["resources"]) == (300, n_res)
+    assert count(engine, "SELECT count(*) FROM rescue_datasets") == 300
+    assert count(engine, "SELECT count(*) FROM rescue_resources") == n_res
+    assert count(engine, "SELECT count(*) FROM rescue_dataset_history") == 300
+    with sessions() as ss:
+        assert list_runs(ss, source="ckan")[0].status == "completed"

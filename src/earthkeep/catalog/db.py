@@ -93,6 +93,15 @@ def driver_errors(dialect: Any, statement: str, params: Any = None) -> Iterator[
         raise exc.DBAPIError.instance(statement, params, e, base) from e
 
 
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def is_transient_conflict(e: BaseException) -> bool:
+    """True for a PostgreSQL deadlock or serialization failure: the transaction was rolled back, retry it."""
+    orig = getattr(e, "orig", None)
+    return isinstance(e, exc.DBAPIError) and getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
 @contextlib.contextmanager
 def translate_errors(what: str = "catalog") -> Iterator[None]:
     """Turn SQLAlchemy/driver errors into earthkeep errors (the only place that does)."""

@@ -86,7 +86,9 @@ def upsert_orgs(s: Session, ctx: Context, orgs: Iterable[dict[str, Any] | None])
         return
     known = select(Organization.ckan_id, Organization.id).where(Organization.portal == ctx.portal)
     ctx.orgs.update(s.execute(known.where(Organization.ckan_id.in_(list(found)))).tuples().all())
-    new = [o for cid, o in found.items() if cid not in ctx.orgs]
+    # in one global order (their CKAN ids): two writers inserting the same new organizations then wait
+    # for each other in the same order, never each for the other (a deadlock)
+    new = sorted((o for cid, o in found.items() if cid not in ctx.orgs), key=lambda o: str(o["id"]))
     if new:
         now = utcnow()
         values = [

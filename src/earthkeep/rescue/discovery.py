@@ -15,6 +15,7 @@ refusing when implausibly many would go (see ``max_gone_fraction``).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +29,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
+from earthkeep.catalog.db import is_transient_conflict
 from earthkeep.catalog.runs import finish_run, start_run
 from earthkeep.catalog.tables import utcnow
 from earthkeep.rescue.bulk import Encoder, bulk_tuning
@@ -39,6 +41,7 @@ from earthkeep.sources.ckan import SWEEP_FIELDS, CkanClient, Filters, Lister
 
 log = structlog.get_logger(__name__)
 SOURCE = "ckan"
+PAGE_ATTEMPTS = 3  # a page rolled back by a deadlock or serialization failure is kept again, up to this often
 WRITE_AHEAD = 2  # prepared pages waiting for the writer (more only holds memory: the writer is the slower side)
 SQLITE_RUN_CACHE_KIB = 64 * 1024  # the writer connection's SQLite page cache during a run
 
@@ -257,13 +260,23 @@ class _PageWriter:
         self._sqlite = False
 
     def write(self, ctx: Context, page: PreparedPage) -> PageResult:
+        """Keep ``page`` in one transaction; retried a few times if PostgreSQL rolled it back for a deadlock."""
         if self._conn is None:
             self._conn = self._open()
-        mine = replace(ctx, orgs=dict(ctx.orgs))  # organizations this page adds stay its own until it commits
-        with self.sessions(bind=self._conn) as s, s.begin():
-            result = write_page(s, mine, page)
-        ctx.orgs.update(mine.orgs)  # committed: other writers may now refer to them
-        return result
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            mine = replace(ctx, orgs=dict(ctx.orgs))  # organizations this page adds stay its own until it commits
+            try:
+                with self.sessions(bind=self._conn) as s, s.begin():
+                    result = write_page(s, mine, page)
+            except Exception as exc:
+                if attempt == PAGE_ATTEMPTS or not is_transient_conflict(exc):
+                    raise
+                log.warning("rescue.discover.page_retried", attempt=attempt, error=str(getattr(exc, "orig", exc)))
+                time.sleep(0.05 * attempt)
+                continue
+            ctx.orgs.update(mine.orgs)  # committed: other writers may now refer to them
+            return result
+        raise AssertionError("unreachable")
 
     def _open(self) -> Connection:
         engine = self.sessions.kw["bind"]
