@@ -153,6 +153,17 @@ def test_a_bulk_insert_that_breaks_a_constraint_raises_sqlalchemys_error(engine)
     assert count(engine, "SELECT count(*) FROM rescue_dataset_history") == 0
 
 
+def filed_under(engine) -> dict[str, str]:
+    """Each stored dataset's CKAN id -> the CKAN id of the organization its row points to."""
+    with engine.connect() as conn:
+        return dict(
+            conn.exec_driver_sql(
+                "SELECT d.ckan_id, o.ckan_id FROM rescue_datasets d "
+                "JOIN rescue_organizations o ON o.id = d.organization_id"
+            ).all()
+        )
+
+
 def test_parallel_writers_keep_exactly_what_the_portal_holds(engine):
     """Several writer connections (PostgreSQL; SQLite keeps its one writer): nothing lost, doubled or misfiled."""
     sessions = session_factory(engine)
@@ -168,14 +179,7 @@ def test_parallel_writers_keep_exactly_what_the_portal_holds(engine):
         assert count(engine, "SELECT count(*) FROM rescue_dataset_history WHERE change = 'created'") == 1500
         orgs = {d["organization"]["id"] for d in expected.values()}
         assert count(engine, "SELECT count(*) FROM rescue_organizations") == len(orgs)
-        with engine.connect() as conn:
-            filed = dict(
-                conn.exec_driver_sql(
-                    "SELECT d.ckan_id, o.ckan_id FROM rescue_datasets d JOIN rescue_organizations o "
-                    "ON o.id = d.organization_id"
-                ).all()
-            )
-        assert filed == {cid: d["organization"]["id"] for cid, d in expected.items()}  # every dataset, right org
+        assert filed_under(engine) == {cid: d["organization"]["id"] for cid, d in expected.items()}  # all, right org
 
         emu.portal.advance(created=30, modified=40, removed=0)
         again = discover(sessions, s, DiscoveryRequest.from_settings(s), allow_private=True)
@@ -240,14 +244,7 @@ def test_two_pages_bringing_the_same_new_organization_at_once(engine):
     assert out["res"].created == 2  # type: ignore[attr-defined]
     assert count(engine, "SELECT count(*) FROM rescue_organizations") == 3
     assert count(engine, "SELECT count(*) FROM rescue_datasets") == 4
-    with engine.connect() as conn:
-        filed = dict(
-            conn.exec_driver_sql(
-                "SELECT d.ckan_id, o.ckan_id FROM rescue_datasets d "
-                "JOIN rescue_organizations o ON o.id = d.organization_id"
-            ).all()
-        )
-    assert filed == {r["id"]: r["organization"]["id"] for r in page}
+    assert filed_under(engine) == {r["id"]: r["organization"]["id"] for r in page}
 
 
 def test_writers_adding_the_same_organizations_in_opposite_orders_do_not_deadlock(engine):
