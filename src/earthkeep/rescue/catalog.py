@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -107,12 +107,8 @@ def _insert_missing(s: Session, table: Table, key: tuple[str, ...]) -> Any:
     bring the same new organization, and the second insert then waits for the
     first transaction and skips the row instead of failing the page.
     """
-    name = s.get_bind().dialect.name
-    if name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(key))
-    if name == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(key))
-    return insert(table)
+    dialect_insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert  # the two we run on
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 def persist_page(s: Session, ctx: Context, records: Sequence[dict[str, Any]]) -> PageResult:
