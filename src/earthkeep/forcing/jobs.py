@@ -68,9 +68,14 @@ def schedules(settings: Settings) -> list[Schedule]:
             Schedule("forcing-cleanup", f.cleanup_schedule, CLEANUP, {})]
 
 
-def on_startup(services: Services) -> int:
+def on_startup(services: Services) -> int | None:
     """The seed's start-up: check history, fill gaps, collect the latest forecast (one job, high
-    priority, deduplicated), before the schedules take over. Returns the job id."""
+    priority, deduplicated), before the schedules take over. Returns the job id, or ``None``
+    when forcing is not configured (see :attr:`ForcingConfig.collect_on_start`)."""
+    if not forcing_config(services.settings).collect_on_start:
+        log.info("forcing.startup_skipped", reason="no forcing setting configured; FORCING_COLLECT_ON_START=true "
+                                                   "collects at start")
+        return None
     enq = services.queue.enqueue(COLLECT, {"history": True, "reason": "startup"}, dedupe_key="forcing:collect",
                                  priority=10)
     log.info("forcing.startup_enqueued", job_id=enq.job.id, created=enq.created)

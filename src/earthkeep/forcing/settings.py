@@ -102,6 +102,11 @@ class ForcingSourcesSettings(Section):
                                   description="days requested per Copernicus Marine subset call")
     cmems_retries: int = Field(4, ge=0, le=20, validation_alias=_env("FORCING_CMEMS_RETRIES", "cmems_retries"))
     cmems_backoff_s: float = Field(5.0, ge=0, validation_alias=_env("FORCING_CMEMS_BACKOFF", "cmems_backoff_s"))
+    collect_on_start: bool | None = Field(
+        None, validation_alias=_env("FORCING_COLLECT_ON_START", "collect_on_start"),
+        description="collect history and the latest forecast when the service starts; unset: only when a "
+                    "forcing setting (FORCING_*, COPERNICUS_*, HISTORICAL_DAYS, ...) is configured",
+    )
 
     @field_validator("gfs_mirrors", "gfs_patterns", "analysis_hours", "bbox", "cmems_variables", mode="before")
     @classmethod
@@ -150,6 +155,17 @@ class ForcingConfig:
 
     seed: ForcingSettings
     sources: ForcingSourcesSettings
+
+    @property
+    def collect_on_start(self) -> bool:
+        """The seed's start-up collection, unless nothing about forcing was configured.
+
+        A fresh ``make run`` with no forcing settings would otherwise queue downloads from
+        NOAA at once (and fail offline); the schedules run either way.
+        """
+        if self.sources.collect_on_start is not None:
+            return self.sources.collect_on_start
+        return bool(self.seed.model_fields_set or self.sources.model_fields_set)
 
     @property
     def forecast_hours(self) -> list[int]:
