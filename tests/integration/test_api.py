@@ -199,3 +199,13 @@ def test_a_key_cache_of_zero_seconds_asks_the_catalog_every_time(services, clien
     with services.sessions.begin() as s:
         s.execute(update(ApiKey).where(ApiKey.prefix == reader[:10]).values(revoked_at=T0))
     assert client.post("/jobs", json={"kind": "fetch"}, headers=hdr).status_code == 401
+
+
+def test_metrics_label_the_docs_routes_and_pool_unknown_paths(client):
+    for path in ("/docs", "/openapi.json", "/redoc", "/no/such/path/1", "/no/such/path/2"):
+        client.get(path)
+    text = client.get("/metrics").text
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert f'route="{path}"' in text, path
+    assert 'route="unmatched",status="404"' in text
+    assert "/no/such/path" not in text

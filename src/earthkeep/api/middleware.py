@@ -53,9 +53,27 @@ class RequestContext:
             status["code"] = 413
             await _too_large(send, self.max_body, trace_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_label(scope)
             self.metrics.requests.labels(scope["method"], route, str(status["code"])).inc()
             self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def route_label(scope: Scope) -> str:
+    """The path template of the route that answered, ``unmatched`` for a path no route has.
+
+    FastAPI's own routes put themselves in ``scope["route"]``; Starlette's plain routes (``/docs``,
+    ``/redoc``, ``/openapi.json``) only leave their ``endpoint``, found back among the app's routes.
+    Unknown paths share one label so that scanners cannot grow the metric's cardinality.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    endpoint, app = scope.get("endpoint"), scope.get("app")
+    if endpoint is not None and app is not None:
+        for candidate in getattr(app, "routes", ()):
+            if getattr(candidate, "endpoint", None) is endpoint:
+                return str(candidate.path)
+    return "unmatched"
 
 
 class BodyTooLarge(Exception):
