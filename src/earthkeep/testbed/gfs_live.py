@@ -64,14 +64,6 @@ class LiveGfs:
         now = self.clock()
         return self.published_at(cycle, hour) <= now and now - cycle <= timedelta(days=self.keep_days)
 
-    def latest_complete(self, hours: range) -> datetime:
-        """The newest cycle whose every hour of ``hours`` is published now."""
-        now = self.clock()
-        cycle = now.replace(hour=now.hour - now.hour % 6, minute=0, second=0, microsecond=0)
-        while not all(self.is_published(cycle, h) for h in hours):
-            cycle -= timedelta(hours=6)
-        return cycle
-
     def ensure(self, cycle: datetime, hour: int, grid: str) -> None:
         """Render the GRIB file and its ``.idx`` once (concurrent requests wait for the first)."""
         rel = gfs.relative_path(cycle.replace(tzinfo=None), hour, grid)

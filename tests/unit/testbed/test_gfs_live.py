@@ -34,4 +34,4 @@ def test_hours_appear_after_the_lag_and_old_cycles_are_gone(tmp_path: Path) -> N
     assert archive.rendered == ["gfs.20261206/00/atmos/gfs.t00z.pgrb2.1p00.f003"]
     later = LiveGfs(tmp_path, clock=lambda: CYCLE + timedelta(days=11))
     assert not later.is_published(CYCLE, 0)
-    assert later.latest_complete(range(0, 4)) > CYCLE
+    assert later.is_published(CYCLE + timedelta(days=10, hours=6), 0)
