@@ -102,6 +102,11 @@ def serve(
     :mod:`earthkeep.testbed.faults`).
     """
     app = FaultInjector(create_file_app(directory), load_faults(faults), seed=seed)
+    run_foreground(app, host, port, log_level=log_level)
+
+
+def run_foreground(app: ASGIApp, host: str, port: int, *, log_level: str = "info") -> None:
+    """Serve ``app`` on ``host:port`` until interrupted (blocking)."""
     uvicorn.Server(_config(app, log_level, host=host, port=port)).run()
 
 
