@@ -180,7 +180,9 @@ class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", validation_alias=_env("LOG_LEVEL", "level")
     )
-    format: Literal["json", "console"] = Field("json", validation_alias=_env("EARTHKEEP_LOG_FORMAT", "format"))
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias=_env("EARTHKEEP_LOG_FORMAT", "format"),
+        description="auto: human lines when stderr is a terminal, JSON lines otherwise (services, pipes, files)")
     service: str = Field("earthkeep", validation_alias=_env("EARTHKEEP_SERVICE", "service"))
 
     @field_validator("level", mode="before")

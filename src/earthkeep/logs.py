@@ -23,9 +23,17 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 def configure_logging(
     level: str = "INFO", *, service: str = "earthkeep", role: str = "all", fmt: str = "json"
 ) -> None:
-    """Route structlog and stdlib logging to stderr as JSON lines (or console text)."""
+    """Route structlog and stdlib logging to stderr as JSON lines or human lines.
+
+    ``fmt`` is ``json``, ``console`` or ``auto`` (human lines when stderr is a
+    terminal, JSON otherwise). Library chatter (httpx, alembic, apscheduler) is
+    kept at WARNING unless ``level`` is DEBUG.
+    """
+    if fmt == "auto":
+        fmt = "console" if _isatty(sys.stderr) else "json"
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=_isatty(sys.stderr))
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -45,8 +53,15 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
 
 
 class _StderrLogger:

@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from earthkeep.catalog.db import translate_errors
+from earthkeep.errors import SourceUnavailable
 
 log = structlog.get_logger(__name__)
 _HERE = Path(__file__).parent / "migrations"
@@ -40,13 +41,30 @@ def upgrade(engine: Engine, revision: str = "heads") -> str:
     (``down_revision = "0001"``, ``branch_labels = ("<domain>",)``), so domains
     can evolve their tables independently.
     """
+    before = current_revision(engine)
     cfg = alembic_config()
     with translate_errors("catalog migration"), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     rev = current_revision(engine)
-    log.info("catalog.migrated", revision=rev)
+    if rev != before:
+        log.info("catalog.migrated", revision=rev, previous=before or None)
     return rev
+
+
+class CatalogNotReady(SourceUnavailable):
+    """The catalog has no schema yet, or an older one than this code needs."""
+
+
+def require_current(engine: Engine, where: str) -> None:
+    """Raise :class:`CatalogNotReady` unless the schema is at the code's heads (read-only commands)."""
+    current = current_revision(engine)
+    if not current:
+        raise CatalogNotReady(f"the catalog {where} has no tables yet: run `earthkeep db upgrade` "
+                              "(or start `earthkeep serve`) first")
+    if set(current.split(",")) != set(head_revision().split(",")):
+        raise CatalogNotReady(f"the catalog {where} is at revision {current}, this earthkeep needs "
+                              f"{head_revision()}: run `earthkeep db upgrade`")
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -9,16 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
-from earthkeep.errors import InvalidInput
+from earthkeep.cli.common import UsageError, console, friendly, open_services
 
 app = typer.Typer(help="Areas of interest for night-light monitoring.", no_args_is_help=True)
 
 
-def _services() -> Any:
-    from earthkeep.runtime import Services
-
-    return Services.open(settings(), migrate=True)
+def _services(write: bool = True) -> Any:
+    return open_services(write=write)
 
 
 @app.command("add")
@@ -37,7 +34,7 @@ def add(
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     services = _services()
     limits = areas.limits(nl_settings(services))
     parsed = parse_features(data, repair=repair, limits=limits) if each_feature else [
@@ -57,7 +54,7 @@ def list_areas(limit: int = 100) -> None:
     """List areas."""
     from earthkeep.nightlights import areas
 
-    with _services().sessions() as s:
+    with _services(write=False).sessions() as s:
         table = Table("id", "name", "km²", "vertices", "bbox")
         for a in areas.list_areas(s, limit=limit):
             table.add_row(str(a.id), a.name, f"{a.area_km2:,.1f}", str(a.vertices),
@@ -71,7 +68,7 @@ def show(area_id: int) -> None:
     """Print an area as a GeoJSON Feature."""
     from earthkeep.nightlights import areas
 
-    with _services().sessions() as s:
+    with _services(write=False).sessions() as s:
         console.print_json(json.dumps(areas.area_feature(areas.get_area(s, area_id))))
 
 

@@ -1,21 +1,42 @@
-"""What every CLI command shares: settings loading with one-line errors, the console."""
+"""What every CLI command shares: settings, the catalog, one-line errors and exit codes, the consoles.
+
+Exit codes, the same for every command:
+
+* ``0``: it did what was asked;
+* ``1``: it could not (a job or request failed, a server is down or refused, a
+  URL was refused, nothing found where something was asked for);
+* ``2``: the command line or the configuration is wrong (unknown option, bad
+  value, unreadable input file, a setting that cannot be used);
+* ``130``: interrupted (Ctrl-C).
+
+Results go to stdout; logs, progress bars and errors to stderr, so
+``earthkeep jobs list --json | jq`` sees only JSON.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from earthkeep.config import Settings, load_settings
-from earthkeep.errors import EarthkeepError
+from earthkeep.errors import ConfigError, EarthkeepError, InvalidInput
 from earthkeep.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from earthkeep.runtime import Services
 
 console = Console()
 err_console = Console(stderr=True)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATE: dict[str, Any] = {"config": None, "settings": None}
@@ -34,8 +55,22 @@ def set_config_file(path: Path | None) -> None:
     STATE["config"], STATE["settings"] = path, None
 
 
+class UsageError(InvalidInput):
+    """The command line asks for something impossible (exit 2)."""
+
+
+def exit_code(exc: EarthkeepError) -> int:
+    return EXIT_USAGE if isinstance(exc, UsageError | ConfigError) else EXIT_FAILED
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``message`` as an error line; the exception to raise for exit code 1."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_FAILED)
+
+
 def friendly(fn: F) -> F:
-    """Print earthkeep errors as one red line and exit 2 (no traceback)."""
+    """Print earthkeep errors as one red line (no traceback) and exit 1, or 2 for usage errors."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +78,72 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except EarthkeepError as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exit_code(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as JSON on stdout (no colours, no wrapping: for scripts and jq)."""
+    typer.echo(json.dumps(value, default=str, indent=2, ensure_ascii=False))
+
+
+def set_wide(wide: bool) -> None:
+    """``--wide``: tables take the width they need instead of the terminal's (or 80 columns on a pipe)."""
+    if wide:
+        console.width = 400
+
+
+def human_size(n: int | float | None) -> str:
+    """1536 -> '1.5 KiB'; None -> ''."""
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} PiB"
+
+
+def open_engine(*, write: bool) -> Engine:
+    """The catalog's engine: migrated first for commands that write, checked current for read-only ones.
+
+    A read-only command never changes the schema; on a catalog without tables it
+    says to run ``earthkeep db upgrade`` (exit 1).
+    """
+    from earthkeep.catalog.db import create_db_engine
+    from earthkeep.catalog.migrate import require_current, upgrade
+    from earthkeep.config import mask_url
+
+    s = settings()
+    engine = create_db_engine(s.catalog.database_url, pool_size=s.catalog.pool_size)
+    try:
+        if write:
+            upgrade(engine)
+        else:
+            require_current(engine, mask_url(s.catalog.database_url))
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def open_services(*, write: bool) -> Services:
+    """Every service on the catalog (see :func:`open_engine` for ``write``)."""
+    from earthkeep.catalog.migrate import require_current
+    from earthkeep.config import mask_url
+    from earthkeep.runtime import Services
+
+    s = settings()
+    services = Services.open(s, migrate=write)
+    if not write:
+        try:
+            require_current(services.engine, mask_url(s.catalog.database_url))
+        except BaseException:
+            services.close()
+            raise
+    return services

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from earthkeep.cli.common import console, friendly, settings
+from earthkeep.cli.common import console, err_console, friendly, settings
 
 
 @friendly
@@ -29,7 +29,7 @@ def fetch(
     services = Services.open(settings())
     payload = {"url": url, "collection": collection, "item_id": item_id, "sha256": sha256, "md5": md5}
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=console, transient=False) as bar:
+                  TransferSpeedColumn(), console=err_console, transient=False) as bar:
         task = bar.add_task(url.rsplit("/", 1)[-1] or url, total=None)
 
         async def run() -> dict[str, object]:

@@ -8,17 +8,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
-from earthkeep.errors import InvalidInput
+from earthkeep.cli.common import UsageError, console, err_console, friendly, open_services
 
 if TYPE_CHECKING:
-    from earthkeep.runtime import Services
+    pass
 
 app = typer.Typer(help="Forcing data for drift models: GFS wind, Copernicus Marine currents.", no_args_is_help=True)
 
@@ -27,7 +26,7 @@ def _when(text: str, name: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"--{name} {text!r} is not an ISO 8601 time like 2024-01-01T00:00Z") from None
+        raise UsageError(f"--{name} {text!r} is not an ISO 8601 time like 2024-01-01T00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -37,13 +36,11 @@ def _bbox(text: str | None) -> tuple[float, ...] | None:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise InvalidInput("--bbox must be four numbers: west,south,east,north") from None
+        raise UsageError("--bbox must be four numbers: west,south,east,north") from None
 
 
-def _services() -> Services:
-    from earthkeep.runtime import Services
-
-    return Services.open(settings())
+def _services(write: bool = True) -> Any:
+    return open_services(write=write)
 
 
 @app.command()
@@ -61,7 +58,7 @@ def collect(
     now = datetime.now(UTC)
     try:
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), console=console) as bar:
+                      TransferSpeedColumn(), console=err_console) as bar:
             task = bar.add_task("GFS wind", total=None)
             reports = [asyncio.run(collect_wind(services, cfg, now=now, history=history,
                                                 progress=lambda n: bar.advance(task, n)))]
@@ -84,7 +81,7 @@ def gaps() -> None:
     from earthkeep.forcing.collect import gap_report
     from earthkeep.forcing.settings import forcing_config
 
-    services = _services()
+    services = _services(write=False)
     try:
         report = gap_report(services, forcing_config(services.settings), now=datetime.now(UTC))
     finally:
@@ -111,7 +108,7 @@ def export(
     """Write one CF NetCDF (time merged across cycles, freshest forecast first) that OpenDrift reads."""
     from earthkeep.forcing.export import load_forcing, write_netcdf
 
-    services = _services()
+    services = _services(write=False)
     try:
         ds = asyncio.run(load_forcing(services, kind, _when(start, "start"), _when(end, "end"), _bbox(bbox)))
     finally:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
+from earthkeep.cli.common import console, err_console, friendly, open_services, settings
 
 app = typer.Typer(help="Satellite granules: GINA mirror, posttroll messages, collector.", no_args_is_help=True)
 tasks_app = typer.Typer(help="The product task broker.", no_args_is_help=True)
@@ -22,10 +22,8 @@ def tasks_group() -> None:
     """The product task broker (``earthkeep tasks list``)."""
 
 
-def _services():
-    from earthkeep.runtime import Services
-
-    return Services.open(settings())
+def _services(write: bool = True) -> Any:
+    return open_services(write=write)
 
 
 def _config():
@@ -39,7 +37,7 @@ def _config():
 def mirror(
     backfill_days: Annotated[int | None, typer.Option(help="days back (default GINA_BACKFILL_DAYS)", min=0)] = None,
 ) -> None:
-    """Mirror GINA NRT once: list, fetch what is new, verify (md5 + HDF5), catalogue, queue messages."""
+    """Mirror GINA NRT once: list, fetch what is new, verify, catalogue, queue messages; exit 1 if a file failed."""
     from earthkeep.granules.mail import MailAlerts
     from earthkeep.granules.mirror import MirrorHooks
     from earthkeep.granules.mirror import mirror as run_mirror
@@ -47,7 +45,7 @@ def mirror(
     svc, cfg = _services(), _config()
     alerts = MailAlerts(cfg.mail, interval_s=cfg.viirs.mail_interval_s, port=cfg.viirs.mail_port)
     with Progress(TextColumn("[bold]mirror"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console) as bar:
+                  console=err_console) as bar:
         task = bar.add_task("mirror", total=None)
         hooks = MirrorHooks(progress=lambda n: bar.advance(task, n),
                             planned=lambda _files, nbytes: bar.update(task, total=nbytes or None),
@@ -62,7 +60,9 @@ def mirror(
     table.add_row(*(str(s[k]) for k in ("listed", "refused", "skipped", "stored", "failed", "bytes")))
     console.print(table)
     for name, error in report.failed.items():
-        console.print(f"[yellow]failed[/yellow] {name}: {error}", highlight=False)
+        err_console.print(f"[yellow]failed[/yellow] {name}: {error}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -163,7 +163,7 @@ def list_tasks(
     """Tasks in queue order."""
     from earthkeep.granules import broker
 
-    svc = _services()
+    svc = _services(write=False)
     try:
         with svc.sessions() as s:
             rows = broker.list_tasks(s, status=status, product=product, direction=direction, limit=limit)

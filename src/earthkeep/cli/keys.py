@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
+from earthkeep.cli.common import console, friendly, open_engine
 
 app = typer.Typer(help="API keys (stored hashed; the secret is shown once).", no_args_is_help=True)
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from earthkeep.catalog.db import create_db_engine, session_factory
-    from earthkeep.catalog.migrate import upgrade
+def _sessions(write: bool = True) -> Any:
+    from earthkeep.catalog.db import session_factory
 
-    engine = create_db_engine(settings().catalog.database_url)
-    upgrade(engine)
-    return session_factory(engine)
+    return session_factory(open_engine(write=write))
 
 
 @app.command()
@@ -28,9 +25,13 @@ def create(
     name: Annotated[str, typer.Option(help="who or what uses the key")] = "default",
 ) -> None:
     """Create a key; prints the secret once."""
-    from earthkeep.apikeys import create_key
+    from earthkeep.apikeys import SCOPES, create_key
 
     scopes = [s.strip() for item in scope for s in item.split(",") if s.strip()]
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise typer.BadParameter(f"scopes are some of {', '.join(SCOPES)}; got {', '.join(unknown) or 'none'}",
+                                 param_hint="--scope")
     with _sessions().begin() as s:
         key, secret = create_key(s, name, scopes)
         key_id = key.id
@@ -44,7 +45,7 @@ def list_keys() -> None:
     """List keys (never their secrets)."""
     from earthkeep.apikeys import list_keys as _list
 
-    with _sessions()() as s:
+    with _sessions(write=False)() as s:
         rows = _list(s)
         table = Table("id", "prefix", "name", "scopes", "created", "revoked", "last used")
         for k in rows:

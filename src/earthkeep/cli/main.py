@@ -11,7 +11,7 @@ from rich.table import Table
 
 from earthkeep import __version__
 from earthkeep.cli import areas, fetch, forcing, granules, jobs, keys, nightlights, rescue, stations, testbed, weather
-from earthkeep.cli.common import console, friendly, set_config_file, settings
+from earthkeep.cli.common import console, friendly, set_config_file, set_wide, settings
 from earthkeep.errors import ConfigError
 from earthkeep.waits import run as run_loop
 
@@ -36,12 +36,23 @@ app.command("cleanup")(forcing.cleanup)
 app.command("fetch")(fetch.fetch)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"earthkeep {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="earthkeep.toml to read",
                                                 envvar="EARTHKEEP_CONFIG")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="tables as wide as their content (no wrapping)")] = False,
+    _version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                           callback=_print_version)] = False,
 ) -> None:
+    """Exit codes: 0 done, 1 failed (a job, a server, a refused URL), 2 usage error (options, settings)."""
     set_config_file(config)
+    set_wide(wide)
 
 
 @app.command()

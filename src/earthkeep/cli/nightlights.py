@@ -12,17 +12,14 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
-from earthkeep.errors import InvalidInput
+from earthkeep.cli.common import UsageError, console, err_console, fail, friendly, open_services
 
 app = typer.Typer(help="Night-light electrification jobs and results (NASA Black Marble VNP46A2).",
                   no_args_is_help=True)
 
 
-def _services() -> Any:
-    from earthkeep.runtime import Services
-
-    return Services.open(settings(), migrate=True)
+def _services(write: bool = True) -> Any:
+    return open_services(write=write)
 
 
 def _print_status(st: dict[str, Any]) -> None:
@@ -53,14 +50,25 @@ def submit(
     req = jobs.submit(services, area_id, start, end, source=source)
     if wait:
         _follow(services, req.id)
-    _print_status(jobs.request_status(services, req.id))
+    st = jobs.request_status(services, req.id)
+    _print_status(st)
+    if wait and st["status"] != "completed":
+        raise fail(f"request {req.id} {st['status']}: {_first_error(st) or 'see the table above'}")
+
+
+def _first_error(st: dict[str, Any]) -> str | None:
+    for m in st["months"]:
+        error = (m["acquisition"] or {}).get("error") or m["input_error"]
+        if error:
+            return f"{m['month']}: {error}"
+    return (st["etl_processing"] or {}).get("error")
 
 
 def _follow(services: Any, request_id: int) -> None:
     from earthkeep.nightlights import jobs
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  console=console) as progress:
+                  console=err_console) as progress:
         st = jobs.request_status(services, request_id)
         task = progress.add_task(f"request {request_id}", total=len(st["months"]) + 1)
         while st["status"] not in ("completed", "failed", "cancelled"):
@@ -76,7 +84,7 @@ def status(request_id: int) -> None:
     """Status of a request and its jobs."""
     from earthkeep.nightlights import jobs
 
-    _print_status(jobs.request_status(_services(), request_id))
+    _print_status(jobs.request_status(_services(write=False), request_id))
 
 
 @app.command("results")
@@ -90,7 +98,7 @@ def results(
     from earthkeep.nightlights import areas
     from earthkeep.nightlights import results as res
 
-    with _services().sessions() as s:
+    with _services(write=False).sessions() as s:
         areas.get_area(s, area_id)
         rows = res.timeseries(s, area_id, start=start, end=end)
     if csv:
@@ -126,7 +134,7 @@ def upload(area_id: int, month: str, path: Path) -> None:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     services = _services()
     req = asyncio.run(submit_upload(services, area_id, month, data))
     _print_status(jobs.request_status(services, req.id))

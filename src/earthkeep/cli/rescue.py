@@ -12,8 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
-from earthkeep.errors import InvalidInput
+from earthkeep.cli.common import UsageError, console, err_console, friendly, open_services
 
 app = typer.Typer(help="Data rescue: CKAN discovery, priorities, allocation to nodes, BagIt packages.",
                   no_args_is_help=True)
@@ -24,14 +23,12 @@ def parse_bytes(text: str) -> int:
     """``500G``, ``2T``, ``1048576`` -> bytes."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)i?B?\s*", text, re.I)
     if not m:
-        raise InvalidInput(f"capacity {text!r}: expected a size like 500G, 2T or a number of bytes")
+        raise UsageError(f"capacity {text!r}: expected a size like 500G, 2T or a number of bytes")
     return int(float(m.group(1)) * UNITS[m.group(2).upper()])
 
 
-def _services() -> Any:
-    from earthkeep.runtime import Services
-
-    return Services.open(settings())
+def _services(write: bool = True) -> Any:
+    return open_services(write=write)
 
 
 @app.command()
@@ -55,7 +52,7 @@ def discover(
     for name, values in (("portal", portal), ("organizations", org), ("groups", group), ("tags", tag)):
         if values:
             payload[name] = values
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console) as bar:
         task = bar.add_task("datasets", total=None)
         out = discover_now(services, payload, on_page=lambda n, total: bar.update(task, completed=n, total=total))
     _summary("discovery", {k: v for k, v in out.items() if not isinstance(v, (dict, list))})
@@ -83,7 +80,7 @@ def rank(top: Annotated[int, typer.Option(help="rows to show")] = 20) -> None:
     from earthkeep.rescue.domain import rank_now, rescue_settings
     from earthkeep.rescue.priority import explain
 
-    services = _services()
+    services = _services(write=False)
     changed = rank_now(services)
     with services.sessions() as s:
         rows = explain(s, rescue_settings(services), limit=top)
@@ -105,7 +102,7 @@ def status() -> None:
     from earthkeep.rescue.domain import rescue_settings
     from earthkeep.rescue.status import status as compute
 
-    services = _services()
+    services = _services(write=False)
     with services.sessions() as s:
         st = compute(s, rescue_settings(services))
     _summary("datasets", st["datasets"])
@@ -169,7 +166,7 @@ def node(
         client = HttpNodeClient(server, token)
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          console=console) as bar:
+                          console=err_console) as bar:
                 rn = RescueNode(client, ObstoreStore.local(dir), transfer, name=name or socket.gethostname(),
                                 capacity_bytes=parse_bytes(capacity), directory=dir, concurrency=concurrency,
                                 batch=batch, progress=_Bars(bar))

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
+from earthkeep.cli.common import UsageError, console, err_console, friendly, open_engine
 from earthkeep.errors import InvalidInput, SourceUnavailable
 
 app = typer.Typer(help="The station registry and the station simulator.", no_args_is_help=True)
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from earthkeep.catalog.db import create_db_engine, session_factory
-    from earthkeep.catalog.migrate import upgrade
+def _sessions(write: bool = True) -> Any:
+    from earthkeep.catalog.db import session_factory
 
-    engine = create_db_engine(settings().catalog.database_url)
-    upgrade(engine)
-    return session_factory(engine)
+    return session_factory(open_engine(write=write))
 
 
 @app.command("list")
@@ -31,7 +28,7 @@ def list_cmd() -> None:
     """Every registered station."""
     from earthkeep.ingest.stations import list_stations
 
-    with _sessions()() as s:
+    with _sessions(write=False)() as s:
         rows = list_stations(s)
     table = Table("id", "name", "latitude", "longitude", "elevation (m)", title=f"{len(rows)} stations")
     for st in rows:
@@ -53,7 +50,7 @@ def add(station_id: str, name: Annotated[str, typer.Option()], latitude: Annotat
     try:
         station = Station(id=station_id, name=name, latitude=latitude, longitude=longitude, elevation=elevation)
     except ValidationError as exc:
-        raise InvalidInput(describe(exc)) from exc
+        raise UsageError(describe(exc)) from exc
     with _sessions().begin() as s:
         upsert_stations(s, [station])
     console.print(f"station {station_id} registered")
@@ -89,7 +86,7 @@ def simulate(
     started = time.monotonic()
     with httpx.Client(base_url=url, headers=headers, timeout=30, trust_env=False) as client, Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-            TimeElapsedColumn(), console=console) as progress:
+            TimeElapsedColumn(), console=err_console) as progress:
         task = progress.add_task("simulating", total=duration)
         while time.monotonic() - started < duration:
             due = started + (sim.sent + batch_size) / rate

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
+from earthkeep.cli.common import console, friendly, open_engine, settings
+from earthkeep.errors import InvalidInput
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.waits import run as run_loop
 
@@ -29,13 +30,8 @@ def ingest_settings() -> IngestSettings:
     return s
 
 
-def _engine() -> Any:
-    from earthkeep.catalog.db import create_db_engine
-    from earthkeep.catalog.migrate import upgrade
-
-    engine = create_db_engine(settings().catalog.database_url)
-    upgrade(engine)
-    return engine
+def _engine(write: bool = True) -> Any:
+    return open_engine(write=write)
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -64,7 +60,7 @@ def raw(station_id: str, start: Start = None, end: End = None, limit: int = 100,
     from earthkeep.ingest.models import MEASURE_NAMES
 
     s = ingest_settings()
-    page = queries.raw(_engine(), station_id, start=_utc(start), end=_utc(end), limit=limit, cursor=cursor,
+    page = queries.raw(_engine(write=False), station_id, start=_utc(start), end=_utc(end), limit=limit, cursor=cursor,
                        timeout_ms=s.query_timeout_ms)
     if as_json:
         console.print_json(json.dumps(page))
@@ -83,7 +79,7 @@ def aggregate(station_id: str, start: Start = None, end: End = None, as_json: As
     """min/avg/max/count per measure over a range."""
     from earthkeep.ingest import queries
 
-    out = queries.aggregate(_engine(), station_id, start=_utc(start), end=_utc(end),
+    out = queries.aggregate(_engine(write=False), station_id, start=_utc(start), end=_utc(end),
                             timeout_ms=ingest_settings().query_timeout_ms)
     if as_json:
         console.print_json(json.dumps(out))
@@ -104,7 +100,11 @@ def timeseries(station_id: str, start: Annotated[datetime, typer.Option(help="IS
     s = ingest_settings()
     begin, finish = _utc(start), _utc(end)
     assert begin is not None and finish is not None
-    out = queries.timeseries(_engine(), station_id, start=begin, end=finish, interval=interval,
+    try:
+        queries.parse_interval(interval)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--interval") from None
+    out = queries.timeseries(_engine(write=False), station_id, start=begin, end=finish, interval=interval,
                              timeout_ms=s.query_timeout_ms, max_buckets=s.max_buckets)
     if as_json:
         console.print_json(json.dumps(out))
@@ -149,7 +149,7 @@ def dead_letters(limit: int = 20, station_id: str | None = None) -> None:
     from earthkeep.ingest.deadletters import list_dead_letters
 
     table = Table("id", "received", "source", "station", "reason", title="dead letters")
-    for d in list_dead_letters(_engine(), limit=limit, station_id=station_id):
+    for d in list_dead_letters(_engine(write=False), limit=limit, station_id=station_id):
         table.add_row(str(d["id"]), d["received_at"][:19], d["source"], d["station_id"] or "", d["reason"][:100])
     console.print(table)
 

@@ -43,6 +43,7 @@ class Kind:
     max_attempts: int | None = None
     timeout_s: float | None = None
     description: str = ""
+    housekeeping: bool = False  # frequent upkeep (lease reaping, sweeps): hidden from `jobs list` unless asked
 
 
 class HandlerRegistry:
@@ -53,13 +54,14 @@ class HandlerRegistry:
 
     def register(
         self, name: str, handler: Handler, *, max_attempts: int | None = None,
-        timeout_s: float | None = None, description: str = "",
+        timeout_s: float | None = None, description: str = "", housekeeping: bool = False,
     ) -> None:
         if name in self._kinds:
             if self._kinds[name].handler is handler:
                 return  # the same domain registered twice (e.g. a test helper after Services.open)
             raise ValueError(f"job kind {name!r} registered twice with different handlers")
-        self._kinds[name] = Kind(name, handler, max_attempts, timeout_s, description or (handler.__doc__ or ""))
+        self._kinds[name] = Kind(name, handler, max_attempts, timeout_s, description or (handler.__doc__ or ""),
+                                 housekeeping)
 
     def get(self, name: str) -> Kind:
         try:
@@ -70,6 +72,10 @@ class HandlerRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._kinds)
+
+    def housekeeping(self) -> list[str]:
+        """Kinds registered as housekeeping (``jobs list`` hides them unless ``--all``)."""
+        return sorted(k.name for k in self._kinds.values() if k.housekeeping)
 
     def __contains__(self, name: object) -> bool:
         return name in self._kinds

@@ -255,9 +255,10 @@ class JobQueue:
             return self._get(s, job_id)
 
     def list(
-        self, *, status: str | None = None, kind: str | None = None, limit: int = 100, cursor: str | None = None
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 100, cursor: str | None = None,
+        exclude_kinds: Sequence[str] = (),
     ) -> tuple[list[Job], str | None]:
-        """Jobs newest first, with a cursor to the next page."""
+        """Jobs newest first, with a cursor to the next page (``exclude_kinds``: leave these kinds out)."""
         if status is not None and status not in JOB_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(JOB_STATUSES)}, got {status!r}")
         stmt = select(Job).order_by(Job.id.desc()).limit(limit + 1)
@@ -265,6 +266,8 @@ class JobQueue:
             stmt = stmt.where(Job.status == status)
         if kind:
             stmt = stmt.where(Job.kind == kind)
+        if exclude_kinds:
+            stmt = stmt.where(Job.kind.not_in(list(exclude_kinds)))
         after = decode_cursor(cursor)
         if after is not None:
             stmt = stmt.where(Job.id < int(after.get("id", 0)))
@@ -273,10 +276,13 @@ class JobQueue:
         nxt = encode_cursor({"id": rows[limit - 1].id}) if len(rows) > limit else None
         return rows[:limit], nxt
 
-    def counts(self) -> dict[str, int]:
-        """Number of jobs per status."""
+    def counts(self, *, exclude_kinds: Sequence[str] = ()) -> dict[str, int]:
+        """Number of jobs per status (``exclude_kinds``: leave these kinds out)."""
+        stmt = select(Job.status, func.count()).group_by(Job.status)
+        if exclude_kinds:
+            stmt = stmt.where(Job.kind.not_in(list(exclude_kinds)))
         with translate_errors("job queue"), self.sessions() as s:
-            rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+            rows = s.execute(stmt).all()
         out = dict.fromkeys(JOB_STATUSES, 0)
         out.update({status: int(n) for status, n in rows})
         return out

@@ -229,7 +229,7 @@ def register(services: Services) -> None:
     reg.register(ETL, etl_handler, max_attempts=5, timeout_s=6 * 3600,
                  description="monthly composites, COGs and electrification metrics of a request")
     reg.register(SWEEP, sweep_handler, max_attempts=1, timeout_s=300,
-                 description="start processing whose acquisition jobs all ended")
+                 description="start processing whose acquisition jobs all ended", housekeeping=True)
 
 
 def schedules(settings: Settings) -> list[Schedule]:

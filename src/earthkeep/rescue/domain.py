@@ -117,7 +117,8 @@ def register(services: Services) -> None:
                description="list a CKAN portal into the rescue catalog")
     r.register(PROBE, probe_job, max_attempts=3, timeout_s=3600, description="HEAD sizes, scrape landing pages")
     r.register(RANK, rank_job, max_attempts=3, timeout_s=3600, description="recompute rescue priorities")
-    r.register(REAP, reap_job, max_attempts=3, timeout_s=600, description="expire rescue leases")
+    r.register(REAP, reap_job, max_attempts=3, timeout_s=600, description="expire rescue leases",
+               housekeeping=True)
     r.register(SELF, self_job, max_attempts=2, timeout_s=24 * 3600, description="rescue into our own store")
 
 

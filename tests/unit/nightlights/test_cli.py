@@ -32,9 +32,9 @@ def test_add_list_show_and_refuse(runner, tmp_path):
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}))
     r = runner.invoke(areas.app, ["add", str(bad)])
-    assert r.exit_code == 2 and "Self-intersection" in r.output
+    assert r.exit_code == 1 and "Self-intersection" in r.output  # the file was read: its content is refused
     assert runner.invoke(areas.app, ["add", str(bad), "--repair"]).exit_code == 0
     r = runner.invoke(nightlights.app, ["results", "1", "--json"])
     assert r.exit_code == 0 and '"timeseries": []' in r.output
     r = runner.invoke(nightlights.app, ["results", "99"])
-    assert r.exit_code == 2 and "no area 99" in r.output
+    assert r.exit_code == 1 and "no area 99" in r.output

@@ -48,7 +48,7 @@ def test_discover_rank_status(embedded):
 
 def test_node_against_a_server_that_refuses_is_one_clear_line(embedded, tmp_path):
     r = run("node", "--server", embedded, "--token", "ek_nope", "--dir", str(tmp_path / "n"), "--once")
-    assert r.exit_code == 2
+    assert r.exit_code == 1
     assert "error" in r.output and "HTTP 4" in r.output
 
 
