@@ -43,7 +43,8 @@ def upgraded(tmp_path_factory) -> Path:
     return root / "catalog.db"
 
 
-def ek(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def ek(*args: str, cwd: Path, env: dict[str, str] | None = None,
+       timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
