@@ -563,6 +563,18 @@ async def test_missing_file_is_not_found_without_retries(served, make_engine, lo
     assert sleeps.delays == [] and await stored_keys(local_store) == []
 
 
+async def test_a_404_leaves_no_partial_file_behind(served, make_engine, work_dir):
+    async with make_engine() as engine:
+        with pytest.raises(NotFound):  # the probe says 404
+            await engine.fetch(TransferRequest(served.url("nope.bin"), "f/nope.bin"))
+        with pytest.raises(NotFound):  # closed ranges are not probed: the first GET says 404
+            await engine.fetch(TransferRequest(served.url("nope.bin"), "f/nope.grib2", ranges=[(0, 99)]))
+        served.faults.set_faults([Fault("status", status=404, times=1)])
+        with pytest.raises(NotFound):  # the probe found it, the GET no longer does
+            await engine.fetch(TransferRequest(served.url("tiny.bin"), "f/t.bin"))
+    assert leftovers(work_dir) == []
+
+
 async def test_forbidden_fails_at_once(served, make_engine, sleeps):
     served.faults.set_faults([Fault("status", status=403, times=None, methods=("GET", "HEAD"))])
     async with make_engine() as engine:

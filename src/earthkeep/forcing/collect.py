@@ -17,7 +17,7 @@ import structlog
 from earthkeep.errors import EarthkeepError
 from earthkeep.forcing import claims
 from earthkeep.forcing.currents import RunReport, collect_currents
-from earthkeep.forcing.history import Gap, gaps, series_files
+from earthkeep.forcing.history import Gap, Outlook, gaps, series_files
 from earthkeep.forcing.records import begin_run, end_run
 from earthkeep.forcing.settings import ForcingConfig
 from earthkeep.forcing.wind import WindCollector, catalogued, summarise
@@ -128,7 +128,7 @@ def gap_report(services: Services, cfg: ForcingConfig, *, now: datetime) -> list
     files = series_files(cfg, now)
     present = catalogued(services, files)
     errors = claims.last_errors(services.engine, [f.file_id for f in files if f.file_id not in present])
-    return gaps(files, present, errors, now=now, mirrors=cfg.sources.gfs_mirrors)
+    return gaps(files, present, errors, now=now, outlook=Outlook.of(cfg, now))
 
 
 async def collect_all(

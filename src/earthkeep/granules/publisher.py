@@ -2,14 +2,16 @@
 
 Delivery is at least once: a message is marked sent after every sink had it,
 so a crash in between publishes it again after the restart (subscribers can
-tell by ``uid``). Order is the outbox order.
+tell by ``uid``). A stop (cancellation) is not a crash: the message in flight
+is finished (published, marked sent, handed to ``on_message``) before the
+announcer stops, so a restart never publishes it twice. Order is the outbox order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -58,6 +60,23 @@ def attach_sinks(bus: Bus, *sinks: Callable[[Event], Awaitable[None] | None]) ->
     return switches
 
 
+async def finish_before_stopping(step: Coroutine[Any, Any, None]) -> None:
+    """Run ``step`` to its end even when the caller is cancelled meanwhile; then let the cancellation through.
+
+    Cancelled in the middle, a message would be out on the bus but not marked
+    sent (a cancelled ``to_thread`` that had not started never runs), and the
+    next process would publish it again.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("granules.announce_failed", error=repr(task.exception()))
+        raise
+
+
 class Announcer:
     """Moves outbox messages to the bus; ``on_message`` sees each one after it went out."""
 
@@ -84,13 +103,16 @@ class Announcer:
         total = 0
         while rows := await asyncio.to_thread(self._load):
             for row in rows:
-                await self.services.bus.publish(message_event(row.subject, row.type, row.data, f"granule-{row.id}"))
-                await asyncio.to_thread(self._mark, [row.id])
-                if self.on_message is not None:
-                    await self.on_message(row)
+                await finish_before_stopping(self._announce(row))
             total += len(rows)
         self.published += total
         return total
+
+    async def _announce(self, row: GranuleMessage) -> None:
+        await self.services.bus.publish(message_event(row.subject, row.type, row.data, f"granule-{row.id}"))
+        await asyncio.to_thread(self._mark, [row.id])
+        if self.on_message is not None:
+            await self.on_message(row)
 
     async def run(self) -> None:
         """Drain, then wait for a wake-up or the poll interval, forever (cancel to stop)."""

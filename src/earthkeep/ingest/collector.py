@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.ingest.broker import Broker
 from earthkeep.ingest.deadletters import record_dead_letters
-from earthkeep.ingest.models import Malformed, Rejection, Wire, check_records, ndjson_lines, parse_lines
+from earthkeep.ingest.models import Malformed, Obs, Rejection, Wire, check_records, ndjson_lines, parse_lines
 from earthkeep.ingest.stations import StationDirectory
 
 log = structlog.get_logger(__name__)
@@ -110,7 +110,12 @@ _ENCODER = msgspec.json.Encoder()
 
 @dataclass
 class SubmitResult:
-    """What the collector did with one request."""
+    """What the collector did with one request: ``received = accepted + duplicates + len(rejected)``.
+
+    ``accepted`` records were newly stored (embedded) or newly queued (nats);
+    ``duplicates`` repeat a record earlier in the same request, or one the
+    broker already had (stored, or queued within JetStream's duplicate window).
+    """
 
     received: int
     accepted: int
@@ -151,18 +156,21 @@ class Collector:
         checked = check_records(
             records if kept is None else [records[i] for i in kept], known_station=self.stations.cached,
             future_tolerance_s=self.future_tolerance_s)
-        good = checked.good
+        firsts = _first_of_each_key(checked.good)
+        good = checked.good if firsts is None else [checked.good[i] for i in firsts]
+        repeats = len(checked.good) - len(good)  # the same station and time again in this request
         rejected = _merge(parsed, checked.bad)
         if rejected:
             await self._dead_letter(rejected, trace_id)
         lines = None
         if getattr(self.broker, "forwards_texts", False) and (texts := parsed.texts()) is not None:
             at = checked.positions if kept is None else [kept[i] for i in checked.positions]
-            lines = [texts[i] for i in at]
+            lines = [texts[at[i]] for i in firsts] if firsts is not None else [texts[i] for i in at]
         result = await self.broker.publish(good, trace_id=trace_id, lines=lines) if good else None
-        log.info("ingest.collected", trace_id=trace_id, received=len(records), accepted=len(good),
-                 rejected=len(rejected))
-        return SubmitResult(len(records), len(good), result.duplicates if result else 0, rejected, trace_id)
+        known = result.duplicates if result else 0  # stored or queued before
+        log.info("ingest.collected", trace_id=trace_id, received=len(records), accepted=len(good) - known,
+                 duplicates=repeats + known, rejected=len(rejected))
+        return SubmitResult(len(records), len(good) - known, repeats + known, rejected, trace_id)
 
     async def _dead_letter(self, rejected: Sequence[Rejection], trace_id: str | None) -> None:
         try:
@@ -172,6 +180,17 @@ class Collector:
 
 
 _WIRE_STATION = attrgetter("station_id")
+_KEY = itemgetter(0, 1)  # (station_id, ts)
+
+
+def _first_of_each_key(rows: Sequence[Obs]) -> list[int] | None:
+    """The index of the first row of each (station, time), in order; None when no key repeats (checked in C)."""
+    if len(set(map(_KEY, rows))) == len(rows):
+        return None
+    firsts: dict[tuple[str, Any], int] = {}
+    for i, row in enumerate(rows):
+        firsts.setdefault(_KEY(row), i)
+    return list(firsts.values())
 
 
 def _station_of(record: Any) -> Any:

@@ -28,7 +28,9 @@ Errors: :class:`~earthkeep.errors.TransferFailed` (retries exhausted or a
 definitive refusal such as 403), :class:`~earthkeep.errors.NotFound` (404/410),
 :class:`~earthkeep.errors.IntegrityError`, :class:`~earthkeep.errors.InvalidInput`
 (bad URL or ranges), :class:`~earthkeep.errors.Conflict` (the same request is
-already running).
+already running). A failed download keeps its partial file for a resume only
+when it holds bytes; an empty one (a 404, a refusal before the first byte) is
+removed with its sidecar.
 """
 
 from __future__ import annotations
@@ -184,7 +186,11 @@ class TransferEngine:
     async def _download_or_clean_up(
         self, req: TransferRequest, remote: RemoteInfo, dl: Download, total: int | None, stats: _Stats
     ) -> tuple[int, dict[str, str]]:
-        """Download and verify; discard the partial file on bad bytes, keep it for a resume otherwise."""
+        """Download and verify; discard the partial file on bad bytes or when empty, else keep it for a resume.
+
+        A failure before the first byte (a 404, a refused request) leaves
+        nothing to resume: its empty partial file and sidecar are removed.
+        """
         try:
             return await self._download(req, remote, dl, total, stats)
         except IntegrityError:
@@ -193,7 +199,10 @@ class TransferEngine:
             raise
         except BaseException as exc:
             await dl.aclose()
-            await dl.partial.aclose_on_error(exc)
+            if dl.partial.coverage.total() == 0:
+                await dl.partial.remove()
+            else:
+                await dl.partial.aclose_on_error(exc)
             raise
 
     async def _remote(self, req: TransferRequest, stats: _Stats) -> RemoteInfo:

@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from earthkeep.config import ForcingSettings
-from earthkeep.forcing.history import gaps, series_files
+from earthkeep.forcing.history import Outlook, gaps, series_files
 from earthkeep.forcing.retention import Held, plan_retention
 from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings
 
@@ -25,16 +25,59 @@ def test_series_is_continuous_every_three_hours_over_history() -> None:
     assert {f.hour for f in files} == {0, 3} and len(files) == 2 * 4 * 7
 
 
+def _reasons(cfg: ForcingConfig, present: set[str] = frozenset(), errors=None, now: datetime = NOW) -> dict:
+    files = series_files(cfg, now)
+    return {g.file_id: g.reason for g in gaps(files, present, errors or {}, now=now, outlook=Outlook.of(cfg, now))}
+
+
+def _id(cycle: datetime, hour: int) -> str:
+    return next(f.file_id for f in series_files(_cfg(historical_days=30), NOW) if (f.cycle, f.hour) == (cycle, hour))
+
+
 def test_gap_reasons() -> None:
-    files = series_files(_cfg(historical_days=1), NOW)
-    present = {f.file_id for f in files[2:-4]}
-    errors = {files[0].file_id: ("aws: 404 not found", 3)}
-    found = {g.file_id: g for g in gaps(files, present, errors, now=NOW, mirrors=["aws", "nomads"])}
-    assert "failed after 3 attempt(s): aws: 404" in found[files[0].file_id].reason
-    assert found[files[1].file_id].reason.startswith("not collected yet")
-    assert found[files[-1].file_id].reason == "cycle may still be publishing upstream"
-    old = gaps(files[:1], set(), {}, now=NOW + timedelta(days=30), mirrors=["nomads"])
-    assert "older than every configured mirror keeps" in old[0].reason
+    cfg = _cfg(historical_days=1)
+    files = series_files(cfg, NOW)
+    found = _reasons(cfg, {f.file_id for f in files[2:-4]}, {files[0].file_id: ("aws: 404 not found", 3)})
+    assert "failed after 3 attempt(s): aws: 404" in found[files[0].file_id]
+    assert found[files[1].file_id] == "not collected yet: the next collection's history backfill fills it"
+    assert found[files[-1].file_id] == "cycle may still be publishing upstream"
+    nomads = ForcingConfig(ForcingSettings(historical_days=1), ForcingSourcesSettings(gfs_mirrors=["nomads"]))
+    later = NOW + timedelta(days=30)
+    old = gaps(files[:1], set(), {}, now=later, outlook=Outlook.of(nomads, later))
+    assert old[0].reason == "older than every configured mirror keeps (nomads): no collection will fill it"
+
+
+def test_a_missing_file_of_the_latest_cycle_is_filled_by_the_next_collection_of_that_cycle() -> None:
+    latest = datetime(2024, 1, 8, 0, tzinfo=UTC)  # the newest cycle published at 07:30
+    found = _reasons(_cfg(historical_days=1))
+    assert found[_id(latest, 0)] == "not collected yet: the next collection of the latest cycle's forecast fills it"
+    assert found[_id(latest, 3)] == found[_id(latest, 0)]
+
+
+def test_an_analysis_hour_outside_the_forecast_hours_waits_for_a_newer_cycle() -> None:
+    latest = datetime(2024, 1, 8, 0, tzinfo=UTC)
+    found = _reasons(_cfg(historical_days=1, forecast_interval_hours=6))  # f003 is not a forecast hour
+    assert found[_id(latest, 0)] == "not collected yet: the next collection of the latest cycle's forecast fills it"
+    assert found[_id(latest, 3)] == (
+        "not collected yet: f003 is not among the forecast hours collected with the latest cycle "
+        "(FORECAST_HOURS, FORECAST_INTERVAL_HOURS); history backfill fills it once a newer cycle is complete")
+
+
+def test_files_no_collection_will_fill_say_so() -> None:
+    daily = _cfg(historical_days=1, collection_schedule="0 0 * * *")  # next collection 2024-01-09 00:00
+    found = _reasons(daily)
+    assert found[_id(datetime(2024, 1, 7, 12, tzinfo=UTC), 0)] == (
+        "leaves the HISTORICAL_DAYS (1) window before the next collection (2024-01-09 00:00 UTC): "
+        "no collection will fill it")
+    assert found[_id(datetime(2024, 1, 8, 0, tzinfo=UTC), 0)].startswith("not collected yet: the next collection")
+    nomads = ForcingConfig(ForcingSettings(historical_days=11, collection_schedule="0 0 * * *"),
+                           ForcingSourcesSettings(gfs_mirrors=["nomads"]))  # nomads keeps 10 days
+    found = _reasons(nomads)
+    assert found[_id(datetime(2023, 12, 29, 12, tzinfo=UTC), 0)] == (
+        "every configured mirror (nomads) drops it before the next collection (2024-01-09 00:00 UTC): "
+        "no collection will fill it")
+    assert found[_id(datetime(2023, 12, 29, 6, tzinfo=UTC), 0)] == (
+        "older than every configured mirror keeps (nomads): no collection will fill it")
 
 
 def _held(cycle: datetime, hour: int, collection: str = "gfs-wind") -> Held:

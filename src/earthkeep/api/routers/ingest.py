@@ -75,9 +75,10 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 async def post_observations(request: Request, services: ServicesDep, key: IngestKey) -> JSONResponse:
     """Take one observation, a JSON array of them, or NDJSON (``Content-Type: application/x-ndjson``).
 
-    202 once the broker durably accepted every valid record, with ``accepted``,
-    ``rejected`` and one ``errors`` entry (index, station_id, reason) per refused
-    record; 422 when no record was acceptable; 413 for too many bytes or
+    202 once the broker durably accepted every valid record, with ``received`` =
+    ``accepted`` (new) + ``duplicates`` (repeated in the request, or known before) +
+    ``rejected``, and one ``errors`` entry (index, station_id, reason) per refused
+    record; 422 when no record was valid; 413 for too many bytes or
     records; 429 with ``Retry-After`` over the key's rate; 503 with
     ``Retry-After`` when the broker cannot confirm (resending is safe).
     """
@@ -98,7 +99,7 @@ async def post_observations(request: Request, services: ServicesDep, key: Ingest
         result = await (await rt.collector()).submit(parsed, trace_id=current_trace_id())
     except SourceUnavailable as exc:
         return _error(503, "SourceUnavailable", str(exc), {"Retry-After": "1"})
-    status = 422 if result.rejected and not result.accepted else 202
+    status = 422 if result.rejected and not (result.accepted or result.duplicates) else 202
     return JSONResponse(result.to_json(), status_code=status)
 
 
