@@ -152,7 +152,7 @@ def node(
     dir: Annotated[Path, typer.Option("--dir", help="where bags are written")],
     capacity: Annotated[str, typer.Option(help="space to offer, e.g. 500G")] = "100G",
     name: Annotated[str | None, typer.Option(help="node name (default: host name)")] = None,
-    once: Annotated[bool, typer.Option(help="stop when the server has nothing to allocate")] = False,
+    once: Annotated[bool, typer.Option(help="one allocation round: one batch of leases, rescue them, exit")] = False,
     batch: Annotated[int, typer.Option(help="assets per allocation")] = 20,
     concurrency: Annotated[int, typer.Option(help="downloads at once")] = 4,
     allow_private: Annotated[bool, typer.Option(help="allow loopback/private URLs (testbeds only)")] = False,
@@ -173,7 +173,7 @@ def node(
                 rn = RescueNode(client, ObstoreStore.local(dir), transfer, name=name or socket.gethostname(),
                                 capacity_bytes=parse_bytes(capacity), directory=dir, concurrency=concurrency,
                                 batch=batch, progress=_Bars(bar))
-                return await rn.run(once=once)
+                return await rn.run(max_rounds=1 if once else None)
         finally:
             await client.aclose()
 

@@ -126,7 +126,7 @@ class NodeStats:
 
 
 class RescueNode:
-    """Runs allocation rounds until there is nothing left (``once``) or forever."""
+    """Runs allocation rounds: ``max_rounds`` of them, until there is nothing left (``until_empty``), or forever."""
 
     def __init__(self, client: NodeClient, store: Store, transfer: TransferSettings, *, name: str,
                  capacity_bytes: int, directory: Path | None = None, concurrency: int = 4, batch: int = 20,
@@ -149,9 +149,10 @@ class RescueNode:
             free = min(free, shutil.disk_usage(self.directory).free)
         return free
 
-    async def run(self, *, once: bool = False, max_rounds: int | None = None, idle_s: float = 30.0,
+    async def run(self, *, until_empty: bool = False, max_rounds: int | None = None, idle_s: float = 30.0,
                   heartbeat_s: float = 60.0) -> NodeStats:
-        """Allocate and fetch in rounds; with ``once`` stop when the server has nothing for us."""
+        """Allocate and fetch in rounds (at most ``max_rounds``); with ``until_empty`` stop when the server has
+        nothing for us, else wait ``idle_s`` and ask again."""
         self._held = sum(o.size for o in await self.store.list(f"{self.bags.prefix}/"))
         answer = await self.client.register(self.name, self.capacity, self.free_bytes())
         lease_s = float(answer.get("lease_s") or 0)
@@ -162,7 +163,7 @@ class RescueNode:
                 leases = await self.client.allocate(self.free_bytes(), self.batch)
                 self.stats.rounds += 1
                 if not leases:
-                    if once:
+                    if until_empty:
                         break
                     await asyncio.sleep(idle_s)
                     continue
