@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -144,6 +146,9 @@ class _Bars:
             console.print(f"[yellow]failed[/yellow] {lease['url']}: {note[:200]}", highlight=False)
 
 
+NODE_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
+
+
 @app.command()
 @friendly
 def node(
@@ -157,26 +162,64 @@ def node(
     concurrency: Annotated[int, typer.Option(help="downloads at once")] = 4,
     allow_private: Annotated[bool, typer.Option(help="allow loopback/private URLs (testbeds only)")] = False,
 ) -> None:
-    """Take leases from SERVER, fetch with the transfer engine, write BagIt bags under DIR, report back."""
+    """Take leases from SERVER, fetch with the transfer engine, write BagIt bags under DIR, report back.
+
+    On SIGINT (Ctrl-C) or SIGTERM the node gives its leases back first and exits 130 or 143.
+    """
     from earthkeep.config import TransferSettings
     from earthkeep.rescue.node import HttpNodeClient, RescueNode
     from earthkeep.store.obstore import ObstoreStore
 
+    capacity_bytes = parse_bytes(capacity)
     dir.mkdir(parents=True, exist_ok=True)
     transfer = TransferSettings(work_dir=dir / ".partial", allow_private=allow_private)
 
-    async def go() -> Any:
+    async def go() -> tuple[Any, signal.Signals | None]:
         client = HttpNodeClient(server, token)
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                           console=console) as bar:
                 rn = RescueNode(client, ObstoreStore.local(dir), transfer, name=name or socket.gethostname(),
-                                capacity_bytes=parse_bytes(capacity), directory=dir, concurrency=concurrency,
+                                capacity_bytes=capacity_bytes, directory=dir, concurrency=concurrency,
                                 batch=batch, progress=_Bars(bar))
-                return await rn.run(max_rounds=1 if once else None)
+                return await _until_signalled(rn.run(max_rounds=1 if once else None)), None
+        except _Signalled as stop:
+            return rn.stats, stop.signal
         finally:
             await client.aclose()
 
-    stats = asyncio.run(go())
+    stats, stopped = asyncio.run(go())
     console.print(f"rounds {stats.rounds}, leases {stats.leases}, done {stats.done}, failed {stats.failed}, "
                   f"lost {stats.lost}, {stats.bytes} bytes", highlight=False)
+    if stopped is not None:
+        console.print(f"stopped by {stopped.name}: {stats.released} leases given back", highlight=False)
+        raise typer.Exit(NODE_EXIT[stopped])
+
+
+class _Signalled(Exception):
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.signal = sig
+
+
+async def _until_signalled(work: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``work``; SIGINT or SIGTERM cancels it (it cleans up) and raises :class:`_Signalled`."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    got: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        got.append(sig)
+        task.cancel()  # a second signal cancels the clean-up too
+
+    for sig in NODE_EXIT:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not got:
+            raise
+        raise _Signalled(got[0]) from None
+    finally:
+        for sig in NODE_EXIT:
+            loop.remove_signal_handler(sig)
