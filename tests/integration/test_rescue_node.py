@@ -123,3 +123,17 @@ def test_once_runs_exactly_one_allocation_round(setup, tmp_path):
     done = count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status = 'done'")
     assert count(svc.engine, "SELECT count(*) FROM rescue_copies") == done
     assert count(svc.engine, "SELECT count(*) FROM rescue_assets WHERE replicas > 0") == done
+
+
+def test_a_round_whose_assets_all_fail_still_exits_0(setup, tmp_path):
+    svc, server, _emu = setup
+    from typer.testing import CliRunner
+
+    from earthkeep.cli.main import app
+
+    directory = tmp_path / "strict"  # without --allow-private: every loopback URL is refused by the node
+    r = CliRunner().invoke(app, ["rescue", "node", "--server", server, "--token", key(svc, "node", name="strict"),
+                                 "--dir", str(directory), "--once", "--batch", "5"])
+    assert r.exit_code == 0, r.output
+    assert "leases 5, done 0, failed 5" in r.output
+    assert count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status = 'failed'") == 5

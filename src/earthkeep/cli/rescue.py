@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, settings
+from earthkeep.cli.common import console, err_console, friendly, settings
 from earthkeep.errors import InvalidInput
 
 app = typer.Typer(help="Data rescue: CKAN discovery, priorities, allocation to nodes, BagIt packages.",
@@ -158,20 +158,26 @@ def node(
     capacity: Annotated[str, typer.Option(help="space to offer, e.g. 500G")] = "100G",
     name: Annotated[str | None, typer.Option(help="node name (default: host name)")] = None,
     once: Annotated[bool, typer.Option(help="one allocation round: one batch of leases, rescue them, exit")] = False,
-    batch: Annotated[int, typer.Option(help="assets per allocation")] = 20,
-    concurrency: Annotated[int, typer.Option(help="downloads at once")] = 4,
+    batch: Annotated[int, typer.Option(help="assets per allocation", min=1, max=1000)] = 20,
+    concurrency: Annotated[int, typer.Option(help="downloads at once", min=1)] = 4,
     allow_private: Annotated[bool, typer.Option(help="allow loopback/private URLs (testbeds only)")] = False,
 ) -> None:
     """Take leases from SERVER, fetch with the transfer engine, write BagIt bags under DIR, report back.
 
-    On SIGINT (Ctrl-C) or SIGTERM the node gives its leases back first and exits 130 or 143.
+    Exit status: 0 when the rounds ran (failed assets are reported to the server), 1 when the server
+    cannot be reached or refuses the key, 2 for a usage error; on SIGINT (Ctrl-C) or SIGTERM the
+    node gives its leases back first and exits 130 or 143.
     """
     from earthkeep.config import TransferSettings
+    from earthkeep.errors import EarthkeepError
     from earthkeep.rescue.node import HttpNodeClient, RescueNode
     from earthkeep.store.obstore import ObstoreStore
 
-    capacity_bytes = parse_bytes(capacity)
-    dir.mkdir(parents=True, exist_ok=True)
+    try:
+        capacity_bytes = parse_bytes(capacity)
+        dir.mkdir(parents=True, exist_ok=True)
+    except (InvalidInput, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     transfer = TransferSettings(work_dir=dir / ".partial", allow_private=allow_private)
 
     async def go() -> tuple[Any, signal.Signals | None]:
@@ -188,7 +194,11 @@ def node(
         finally:
             await client.aclose()
 
-    stats, stopped = asyncio.run(go())
+    try:
+        stats, stopped = asyncio.run(go())
+    except EarthkeepError as exc:  # the server: unreachable, refusing the key, or not a rescue server
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     console.print(f"rounds {stats.rounds}, leases {stats.leases}, done {stats.done}, failed {stats.failed}, "
                   f"lost {stats.lost}, {stats.bytes} bytes", highlight=False)
     if stopped is not None:
