@@ -1,4 +1,4 @@
-"""``earthkeep rescue node`` stopped by SIGINT or SIGTERM mid-run: its leases are given back at once, exit 130/143.
+"""A rescue node stopped mid-run (SIGINT, SIGTERM, cancelled) gives its leases back at once; the CLI exits 130/143.
 
 The node runs as a subprocess of the real CLI against the API served in-process; the data host
 serves the files of dataset 0 at once and makes every other download hang after its first bytes.
@@ -22,9 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from earthkeep.config import TransferSettings
 from earthkeep.rescue.domain import use_settings
+from earthkeep.rescue.node import HttpNodeClient, RescueNode
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.runtime import Services
+from earthkeep.store.obstore import ObstoreStore
+from earthkeep.testbed.faults import Fault, FaultInjector
 from earthkeep.testbed.runner import serve_app
 
 SIZE = 50_000
@@ -111,3 +115,37 @@ def test_a_stopped_node_gives_its_leases_back(world, tmp_path, sig, code):
         assert api.post("/nodes/register", json={"name": "n2", "capacity_bytes": 10**9}, headers=other).is_success
         leases = api.post("/allocate", json={"max_items": 10}, headers=other).json()["allocations"]
     assert {lease["url"].split("/files/")[1] for lease in leases} >= {p.split("/files/")[1] for p in started}
+
+
+def test_a_payload_already_in_its_bag_is_given_back_as_done(world, tmp_path):
+    """Cancelled while its 'done' report is on the way (the server holds it 3 s): given back as done."""
+    svc, _server, _started = world
+    directory = tmp_path / "node"
+    slow_release = Fault("delay", path="/release", methods=("POST",), times=1, delay_s=3.0)
+
+    async def scenario(server: str) -> RescueNode:
+        client = HttpNodeClient(server, key(svc, "node", name="n1"))
+        transfer = TransferSettings(work_dir=directory / ".partial", allow_private=True, retries=1)
+        node = RescueNode(client, ObstoreStore.local(directory), transfer, name="n1", capacity_bytes=10**9,
+                          directory=directory, batch=1)
+        task = asyncio.create_task(node.run(max_rounds=1))
+        tags = directory / "bags" / "ds-0" / "tagmanifest-sha256.txt"  # the bag's last file of an add
+        for _ in range(600):
+            if tags.exists() or task.done():
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the report is now held by the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await client.aclose()
+        return node
+
+    with serve_app(FaultInjector(rescue_app(svc), [slow_release])) as server:
+        node = asyncio.run(scenario(server))
+        time.sleep(3.5)  # the held report arrives too, and changes nothing
+    assert node.stats.released == 1 and node.stats.done == 1 and node.stats.bytes == SIZE
+    assert count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status = 'done'") == 1
+    assert count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status != 'done'") == 0
+    assert count(svc.engine, "SELECT count(*) FROM rescue_copies") == 1
+    bagit.Bag(str(directory / "bags" / "ds-0")).validate()

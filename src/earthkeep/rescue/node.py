@@ -234,7 +234,9 @@ class RescueNode:
                 continue
             self._live.discard(aid)
             self.stats.released += 1
-            self.stats.done += body["status"] == "done"
+            if body["status"] == "done":
+                self.stats.done += 1
+                self.stats.bytes += int(body["size"])
         log.info("rescue.node.gave_back", leases=len(held), released=self.stats.released)
         return self.stats.released
 
