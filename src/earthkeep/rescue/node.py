@@ -228,17 +228,19 @@ class RescueNode:
         except TimeoutError:
             log.warning("rescue.node.give_back_timeout", leases=held, timeout_s=timeout_s)
             return 0
+        released = 0
         for aid, body, answer in zip(held, bodies, answers, strict=True):
             if isinstance(answer, BaseException):
                 log.warning("rescue.node.give_back_refused", allocation_id=aid, error=str(answer))
                 continue
             self._live.discard(aid)
-            self.stats.released += 1
+            released += 1
             if body["status"] == "done":
                 self.stats.done += 1
                 self.stats.bytes += int(body["size"])
-        log.info("rescue.node.gave_back", leases=len(held), released=self.stats.released)
-        return self.stats.released
+        self.stats.released += released
+        log.info("rescue.node.gave_back", leases=len(held), released=released)
+        return released
 
     async def _round(self, engine: TransferEngine, leases: list[dict[str, Any]], heartbeat_s: float) -> None:
         self.stats.leases += len(leases)
