@@ -60,7 +60,7 @@ def portal(datasets: int = 300, *, seed: int = 7, tie_block: int = 0, faults: bo
 
 
 def seed_catalog(services: Services, n_datasets: int = 10, per_dataset: int = 2, *, size: int = 1000,
-                 base: str = "https://data.example.gov") -> None:
+                 base: str = "https://data.example.gov", allow_private: bool = False) -> None:
     """Datasets with ``per_dataset`` file resources each, written as discovery would (no portal needed)."""
     from earthkeep.rescue.catalog import Context, persist_page
 
@@ -74,7 +74,7 @@ def seed_catalog(services: Services, n_datasets: int = 10, per_dataset: int = 2,
             "resources": [{"id": f"{did}-r{j}", "url": f"{base}/files/{i}/{j}.csv", "format": "CSV",
                            "size": size} for j in range(per_dataset)],
         })
-    ctx = Context("https://portal.example.gov", None, 1 << 44, allow_private=False)
+    ctx = Context("https://portal.example.gov", None, 1 << 44, allow_private=allow_private)
     with services.sessions.begin() as s:
         persist_page(s, ctx, records)
 

@@ -52,7 +52,7 @@ async def run_node(server, secret, directory: Path, name, *, allow_private=True,
     node = RescueNode(client, ObstoreStore.local(directory), transfer, name=name, capacity_bytes=10**9,
                       directory=directory, batch=200, concurrency=8, progress=progress)
     try:
-        return await node.run(once=True, heartbeat_s=1.0)
+        return await node.run(until_empty=True, heartbeat_s=1.0)
     finally:
         await client.aclose()
 
@@ -100,3 +100,40 @@ def test_the_server_rescues_into_its_own_store(setup, tmp_path):
     bag_dirs = {Path(k).parts[2] for k in keys}
     for name in list(bag_dirs)[:5]:
         bagit.Bag(str(tmp_path / "store" / BAG_PREFIX / name)).validate()
+
+
+def node_cli(server, secret, directory: Path, *extra: str):
+    from typer.testing import CliRunner
+
+    from earthkeep.cli.main import app
+
+    return CliRunner().invoke(app, ["rescue", "node", "--server", server, "--token", secret, "--dir", str(directory),
+                                    "--allow-private", "--name", directory.name, *extra])
+
+
+def test_once_runs_exactly_one_allocation_round(setup, tmp_path):
+    svc, server, _emu = setup
+    pool = count(svc.engine, "SELECT count(*) FROM rescue_assets WHERE pool")
+    assert pool > 10  # more than one batch
+    r = node_cli(server, key(svc, "node", name="once"), tmp_path / "once", "--once", "--batch", "5")
+    assert r.exit_code == 0, r.output
+    assert "rounds 1, leases 5," in r.output
+    assert count(svc.engine, "SELECT count(*) FROM rescue_allocations") == 5
+    assert count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status = 'active'") == 0
+    done = count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status = 'done'")
+    assert count(svc.engine, "SELECT count(*) FROM rescue_copies") == done
+    assert count(svc.engine, "SELECT count(*) FROM rescue_assets WHERE replicas > 0") == done
+
+
+def test_a_round_whose_assets_all_fail_still_exits_0(setup, tmp_path):
+    svc, server, _emu = setup
+    from typer.testing import CliRunner
+
+    from earthkeep.cli.main import app
+
+    directory = tmp_path / "strict"  # without --allow-private: every loopback URL is refused by the node
+    r = CliRunner().invoke(app, ["rescue", "node", "--server", server, "--token", key(svc, "node", name="strict"),
+                                 "--dir", str(directory), "--once", "--batch", "5"])
+    assert r.exit_code == 0, r.output
+    assert "leases 5, done 0, failed 5" in r.output
+    assert count(svc.engine, "SELECT count(*) FROM rescue_allocations WHERE status = 'failed'") == 5

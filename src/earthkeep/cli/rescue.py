@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +14,8 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, err_console, friendly, open_services
+from earthkeep.cli.common import UsageError, console, err_console, friendly, human_size, open_services
+from earthkeep.errors import InvalidInput
 
 app = typer.Typer(help="Data rescue: CKAN discovery, priorities, allocation to nodes, BagIt packages.",
                   no_args_is_help=True)
@@ -141,6 +144,9 @@ class _Bars:
             console.print(f"[yellow]failed[/yellow] {lease['url']}: {note[:200]}", highlight=False)
 
 
+NODE_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
+
+
 @app.command()
 @friendly
 def node(
@@ -149,31 +155,79 @@ def node(
     dir: Annotated[Path, typer.Option("--dir", help="where bags are written")],
     capacity: Annotated[str, typer.Option(help="space to offer, e.g. 500G")] = "100G",
     name: Annotated[str | None, typer.Option(help="node name (default: host name)")] = None,
-    once: Annotated[bool, typer.Option(help="stop when the server has nothing to allocate")] = False,
-    batch: Annotated[int, typer.Option(help="assets per allocation")] = 20,
-    concurrency: Annotated[int, typer.Option(help="downloads at once")] = 4,
+    once: Annotated[bool, typer.Option(help="one allocation round: one batch of leases, rescue them, exit")] = False,
+    batch: Annotated[int, typer.Option(help="assets per allocation", min=1, max=1000)] = 20,
+    concurrency: Annotated[int, typer.Option(help="downloads at once", min=1)] = 4,
     allow_private: Annotated[bool, typer.Option(help="allow loopback/private URLs (testbeds only)")] = False,
 ) -> None:
-    """Take leases from SERVER, fetch with the transfer engine, write BagIt bags under DIR, report back."""
+    """Take leases from SERVER, fetch with the transfer engine, write BagIt bags under DIR, report back.
+
+    Exit status: 0 when the rounds ran (failed assets are reported to the server), 1 when the server
+    cannot be reached or refuses the key, 2 for a usage error; on SIGINT (Ctrl-C) or SIGTERM the
+    node gives its leases back first and exits 130 or 143.
+    """
     from earthkeep.config import TransferSettings
+    from earthkeep.errors import EarthkeepError
     from earthkeep.rescue.node import HttpNodeClient, RescueNode
     from earthkeep.store.obstore import ObstoreStore
 
-    dir.mkdir(parents=True, exist_ok=True)
+    try:
+        capacity_bytes = parse_bytes(capacity)
+        dir.mkdir(parents=True, exist_ok=True)
+    except (InvalidInput, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     transfer = TransferSettings(work_dir=dir / ".partial", allow_private=allow_private)
 
-    async def go() -> Any:
+    async def go() -> tuple[Any, signal.Signals | None]:
         client = HttpNodeClient(server, token)
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                           console=err_console) as bar:
                 rn = RescueNode(client, ObstoreStore.local(dir), transfer, name=name or socket.gethostname(),
-                                capacity_bytes=parse_bytes(capacity), directory=dir, concurrency=concurrency,
+                                capacity_bytes=capacity_bytes, directory=dir, concurrency=concurrency,
                                 batch=batch, progress=_Bars(bar))
-                return await rn.run(once=once)
+                return await _until_signalled(rn.run(max_rounds=1 if once else None)), None
+        except _Signalled as stop:
+            return rn.stats, stop.signal
         finally:
             await client.aclose()
 
-    stats = asyncio.run(go())
+    try:
+        stats, stopped = asyncio.run(go())
+    except EarthkeepError as exc:  # the server: unreachable, refusing the key, or not a rescue server
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     console.print(f"rounds {stats.rounds}, leases {stats.leases}, done {stats.done}, failed {stats.failed}, "
-                  f"lost {stats.lost}, {stats.bytes} bytes", highlight=False)
+                  f"lost {stats.lost}, {human_size(stats.bytes)}", highlight=False)
+    if stopped is not None:
+        console.print(f"stopped by {stopped.name}: {stats.released} leases given back", highlight=False)
+        raise typer.Exit(NODE_EXIT[stopped])
+
+
+class _Signalled(Exception):
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.signal = sig
+
+
+async def _until_signalled(work: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``work``; SIGINT or SIGTERM cancels it (it cleans up) and raises :class:`_Signalled`."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    got: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        got.append(sig)
+        task.cancel()  # a second signal cancels the clean-up too
+
+    for sig in NODE_EXIT:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not got:
+            raise
+        raise _Signalled(got[0]) from None
+    finally:
+        for sig in NODE_EXIT:
+            loop.remove_signal_handler(sig)

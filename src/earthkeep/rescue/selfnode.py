@@ -72,6 +72,6 @@ async def rescue_here(services: Services, *, rounds: int = 1, capacity_bytes: in
     key = await asyncio.to_thread(_server_key, services)
     node = RescueNode(LocalNodeClient(services, key), services.store, services.settings.transfer,
                       name="server", capacity_bytes=capacity_bytes or (1 << 40), bag_prefix=BAG_PREFIX)
-    stats = await node.run(once=True, max_rounds=rounds)
+    stats = await node.run(until_empty=True, max_rounds=rounds)
     return {"rounds": stats.rounds, "leases": stats.leases, "done": stats.done, "failed": stats.failed,
             "lost": stats.lost, "bytes": stats.bytes}

@@ -1,5 +1,7 @@
 """``earthkeep rescue``: discover against the emulator, rank, status, and a node run."""
 
+import socket
+
 import pytest
 from typer.testing import CliRunner
 
@@ -50,6 +52,22 @@ def test_node_against_a_server_that_refuses_is_one_clear_line(embedded, tmp_path
     r = run("node", "--server", embedded, "--token", "ek_nope", "--dir", str(tmp_path / "n"), "--once")
     assert r.exit_code == 1
     assert "error" in r.output and "HTTP 4" in r.output
+
+
+def test_node_against_an_unreachable_server_exits_1(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run("node", "--server", f"http://127.0.0.1:{port}", "--token", "ek_x", "--dir", str(tmp_path / "n"), "--once")
+    assert r.exit_code == 1
+    assert "error" in r.output and "rescue server" in r.output
+
+
+@pytest.mark.parametrize("args", [("--capacity", "lots"), ("--batch", "0"), ("--concurrency", "0")])
+def test_node_usage_errors_exit_2(tmp_path, args):
+    r = run("node", "--server", "http://127.0.0.1:9", "--token", "ek_x", "--dir", str(tmp_path / "n"), "--once",
+            *args)
+    assert r.exit_code == 2, r.output
 
 
 @pytest.mark.parametrize(("text", "value"), [("500G", 500 << 30), ("2T", 2 << 40), ("1048576", 1 << 20),
