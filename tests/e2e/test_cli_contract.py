@@ -121,3 +121,44 @@ def test_nightlights_submit_wait_exits_1_when_the_request_fails(home):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+@pytest.mark.parametrize("args", [
+    ["jobs", "list"], ["keys", "list"], ["tasks", "list"], ["stations", "list"], ["areas", "list"],
+    ["rescue", "status"], ["rescue", "rank"], ["forcing", "gaps"], ["weather", "dead-letters"],
+    ["items", "list"], ["runs", "list"], ["jobs", "show", "1"], ["items", "show", "downloads", "x"],
+])
+def test_every_list_and_show_command_speaks_json(home, upgraded, args):
+    shutil.copy(upgraded, home / "catalog.db")
+    assert ek("jobs", "enqueue", "fetch", "--payload", '{"url": "https://example.org/a.nc"}', cwd=home).returncode == 0
+    r = ek(*args, "--json", cwd=home)
+    if args[:2] == ["items", "show"]:
+        assert r.returncode == 1 and "x" in r.stderr and r.stdout == ""  # not found: an error, not JSON
+        return
+    assert r.returncode == 0, r.stderr
+    value = json.loads(r.stdout)
+    if args == ["jobs", "list"]:
+        assert [j["kind"] for j in value["jobs"]] == ["fetch"] and value["counts"]["pending"] == 1
+    if args == ["jobs", "show", "1"]:
+        assert value["payload"] == {"url": "https://example.org/a.nc"} and value["status"] == "pending"
+
+
+def test_tables_on_a_pipe_are_not_cut_to_80_columns(home, upgraded):
+    shutil.copy(upgraded, home / "catalog.db")
+    name = "a-station-operator-with-a-very-long-name-" * 3
+    assert ek("keys", "create", "--scope", "read", "--name", name, cwd=home).returncode == 0
+    listed = ek("keys", "list", cwd=home).stdout
+    assert name in listed and "…" not in listed
+
+
+def test_housekeeping_jobs_are_hidden_unless_asked(home, upgraded):
+    shutil.copy(upgraded, home / "catalog.db")
+    for kind in ("rescue.reap", "rescue.reap", "fetch"):
+        assert ek("jobs", "enqueue", kind, "--payload", '{"url": "https://example.org/a"}' if kind == "fetch" else "{}",
+                  cwd=home).returncode == 0
+    plain = json.loads(ek("jobs", "list", "--json", cwd=home).stdout)
+    assert [j["kind"] for j in plain["jobs"]] == ["fetch"] and "rescue.reap" in plain["hidden_kinds"]
+    table = ek("jobs", "list", cwd=home)
+    assert "rescue.reap" not in table.stdout and "--all" in table.stderr
+    every = json.loads(ek("jobs", "list", "--all", "--json", cwd=home).stdout)
+    assert sorted(j["kind"] for j in every["jobs"]) == ["fetch", "rescue.reap", "rescue.reap"]

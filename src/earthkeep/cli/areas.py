@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, friendly, open_services
+from earthkeep.cli.common import AsJson, UsageError, console, emit_json, friendly, open_services, row
 
 app = typer.Typer(help="Areas of interest for night-light monitoring.", no_args_is_help=True)
 
@@ -50,11 +49,14 @@ def add(
 
 @app.command("list")
 @friendly
-def list_areas(limit: int = 100) -> None:
+def list_areas(limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100, as_json: AsJson = False) -> None:
     """List areas."""
     from earthkeep.nightlights import areas
 
     with _services(write=False).sessions() as s:
+        if as_json:
+            emit_json([row(a, exclude=("geometry", "geometry_wkb", "geom")) for a in areas.list_areas(s, limit=limit)])
+            return
         table = Table("id", "name", "km²", "vertices", "bbox")
         for a in areas.list_areas(s, limit=limit):
             table.add_row(str(a.id), a.name, f"{a.area_km2:,.1f}", str(a.vertices),
@@ -64,12 +66,12 @@ def list_areas(limit: int = 100) -> None:
 
 @app.command("show")
 @friendly
-def show(area_id: int) -> None:
-    """Print an area as a GeoJSON Feature."""
+def show(area_id: int, as_json: AsJson = True) -> None:
+    """Print an area as a GeoJSON Feature (JSON is the only form; --json is accepted for symmetry)."""
     from earthkeep.nightlights import areas
 
     with _services(write=False).sessions() as s:
-        console.print_json(json.dumps(areas.area_feature(areas.get_area(s, area_id))))
+        emit_json(areas.area_feature(areas.get_area(s, area_id)))
 
 
 @app.command("delete")

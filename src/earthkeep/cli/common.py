@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
 
     from earthkeep.runtime import Services
 
-console = Console()
+# On a pipe or in a file, tables take the width they need (rich would assume 80 columns and cut cells);
+# on a terminal they fit it, and --wide lifts that.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 400)
 err_console = Console(stderr=True)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -89,6 +93,16 @@ def friendly(fn: F) -> F:
 def emit_json(value: Any) -> None:
     """Print ``value`` as JSON on stdout (no colours, no wrapping: for scripts and jq)."""
     typer.echo(json.dumps(value, default=str, indent=2, ensure_ascii=False))
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON on stdout (for scripts and jq)")]
+
+
+def row(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A catalog row's columns as a dict (for ``--json``)."""
+    from sqlalchemy import inspect
+
+    return {c.key: getattr(obj, c.key) for c in inspect(obj).mapper.column_attrs if c.key not in exclude}
 
 
 def set_wide(wide: bool) -> None:

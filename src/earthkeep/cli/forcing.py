@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +15,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, err_console, friendly, open_services
+from earthkeep.cli.common import AsJson, UsageError, console, emit_json, err_console, friendly, open_services
 
 if TYPE_CHECKING:
     pass
@@ -76,7 +77,7 @@ def collect(
 
 @app.command()
 @friendly
-def gaps() -> None:
+def gaps(as_json: AsJson = False) -> None:
     """List what the 3-hourly wind series over HISTORICAL_DAYS lacks, and why."""
     from earthkeep.forcing.collect import gap_report
     from earthkeep.forcing.settings import forcing_config
@@ -86,6 +87,9 @@ def gaps() -> None:
         report = gap_report(services, forcing_config(services.settings), now=datetime.now(UTC))
     finally:
         services.close()
+    if as_json:
+        emit_json([dataclasses.asdict(g) for g in report])
+        return
     if not report:
         console.print("no gaps: the analysis series is complete")
         return

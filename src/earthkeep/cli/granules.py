@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import console, err_console, friendly, open_services, settings
+from earthkeep.cli.common import AsJson, console, emit_json, err_console, friendly, open_services, row, settings
 
 app = typer.Typer(help="Satellite granules: GINA mirror, posttroll messages, collector.", no_args_is_help=True)
 tasks_app = typer.Typer(help="The product task broker.", no_args_is_help=True)
@@ -159,6 +159,7 @@ def list_tasks(
     product: Annotated[str | None, typer.Option()] = None,
     direction: Annotated[str | None, typer.Option(help="ascending, descending or unknown")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: AsJson = False,
 ) -> None:
     """Tasks in queue order."""
     from earthkeep.granules import broker
@@ -168,8 +169,12 @@ def list_tasks(
         with svc.sessions() as s:
             rows = broker.list_tasks(s, status=status, product=product, direction=direction, limit=limit)
             counts = broker.status_counts(s)
+            rows_out = [row(t) for t in rows] if as_json else []
     finally:
         svc.close()
+    if as_json:
+        emit_json({"tasks": rows_out, "counts": counts})
+        return
     table = Table("id", "product", "platform", "orbit", "direction", "status", "files", "updates", "node",
                   title="tasks " + ", ".join(f"{k} {v}" for k, v in counts["tasks"].items()))
     for t in rows:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, emit_json, err_console, friendly, open_services
+from earthkeep.cli.common import AsJson, UsageError, console, emit_json, err_console, friendly, open_services
 from earthkeep.errors import InvalidInput
 
 app = typer.Typer(help="The job queue.", no_args_is_help=True)
@@ -19,7 +19,6 @@ def _services(write: bool = True) -> Any:
     return open_services(write=write)
 
 
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
 STATUSES = "pending, running, completed, failed, cancelled"
 
 

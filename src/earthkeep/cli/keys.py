@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, open_engine
+from earthkeep.cli.common import AsJson, console, emit_json, friendly, open_engine, row
 
 app = typer.Typer(help="API keys (stored hashed; the secret is shown once).", no_args_is_help=True)
 
@@ -41,12 +41,15 @@ def create(
 
 @app.command("list")
 @friendly
-def list_keys() -> None:
+def list_keys(as_json: AsJson = False) -> None:
     """List keys (never their secrets)."""
     from earthkeep.apikeys import list_keys as _list
 
     with _sessions(write=False)() as s:
         rows = _list(s)
+        if as_json:
+            emit_json([row(k, exclude=("key_hash",)) for k in rows])
+            return
         table = Table("id", "prefix", "name", "scopes", "created", "revoked", "last used")
         for k in rows:
             table.add_row(k.id, k.prefix, k.name, ",".join(k.scopes), str(k.created_at)[:19],

@@ -10,7 +10,20 @@ import typer
 from rich.table import Table
 
 from earthkeep import __version__
-from earthkeep.cli import areas, fetch, forcing, granules, jobs, keys, nightlights, rescue, stations, testbed, weather
+from earthkeep.cli import (
+    areas,
+    catalog,
+    fetch,
+    forcing,
+    granules,
+    jobs,
+    keys,
+    nightlights,
+    rescue,
+    stations,
+    testbed,
+    weather,
+)
 from earthkeep.cli.common import console, friendly, set_config_file, set_wide, settings
 from earthkeep.errors import ConfigError
 from earthkeep.waits import run as run_loop
@@ -22,6 +35,8 @@ config_app = typer.Typer(help="The effective configuration.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(catalog.items_app, name="items")
+app.add_typer(catalog.runs_app, name="runs")
 app.add_typer(keys.app, name="keys")
 app.add_typer(testbed.app, name="testbed")
 app.add_typer(areas.app, name="areas")

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, err_console, fail, friendly, open_services
+from earthkeep.cli.common import AsJson, UsageError, console, emit_json, err_console, fail, friendly, open_services
 
 app = typer.Typer(help="Night-light electrification jobs and results (NASA Black Marble VNP46A2).",
                   no_args_is_help=True)
@@ -80,11 +80,15 @@ def _follow(services: Any, request_id: int) -> None:
 
 @app.command("status")
 @friendly
-def status(request_id: int) -> None:
+def status(request_id: int, as_json: AsJson = False) -> None:
     """Status of a request and its jobs."""
     from earthkeep.nightlights import jobs
 
-    _print_status(jobs.request_status(_services(write=False), request_id))
+    st = jobs.request_status(_services(write=False), request_id)
+    if as_json:
+        emit_json(st)
+        return
+    _print_status(st)
 
 
 @app.command("results")

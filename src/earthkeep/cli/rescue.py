@@ -14,7 +14,16 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, err_console, friendly, human_size, open_services
+from earthkeep.cli.common import (
+    AsJson,
+    UsageError,
+    console,
+    emit_json,
+    err_console,
+    friendly,
+    human_size,
+    open_services,
+)
 from earthkeep.errors import InvalidInput
 
 app = typer.Typer(help="Data rescue: CKAN discovery, priorities, allocation to nodes, BagIt packages.",
@@ -78,21 +87,26 @@ def _summary(title: str, values: dict[str, Any]) -> None:
 
 @app.command()
 @friendly
-def rank(top: Annotated[int, typer.Option(help="rows to show")] = 20) -> None:
+def rank(top: Annotated[int, typer.Option(help="rows to show", min=1, max=100_000)] = 20,
+         as_json: AsJson = False) -> None:
     """Recompute every priority and show the top of the ranking with each score's parts."""
     from earthkeep.rescue.domain import rank_now, rescue_settings
     from earthkeep.rescue.priority import explain
 
-    services = _services(write=False)
+    services = _services()
     changed = rank_now(services)
     with services.sessions() as s:
         rows = explain(s, rescue_settings(services), limit=top)
+    if as_json:
+        services.close()
+        emit_json({"changed": changed, "ranking": rows})
+        return
     table = Table(title=f"rescue ranking ({changed} scores changed)")
     for col in ("#", "score", "dataset", "kind", "size", "copies", "why"):
         table.add_column(col)
     for r in rows:
         why = ", ".join(f"{k} {v:+g}" for k, v in r["components"].items() if v)
-        table.add_row(str(r["rank"]), f"{r['score']:.1f}", r["dataset"], r["kind"], str(r["size"] or "?"),
+        table.add_row(str(r["rank"]), f"{r['score']:.1f}", r["dataset"], r["kind"], human_size(r["size"]) or "?",
                       f"{r['verified_copies']}/{r['replicas']}", why)
     console.print(table)
     services.close()
@@ -100,7 +114,7 @@ def rank(top: Annotated[int, typer.Option(help="rows to show")] = 20) -> None:
 
 @app.command()
 @friendly
-def status() -> None:
+def status(as_json: AsJson = False) -> None:
     """Totals (datasets, assets, bytes, copies, in flight) and per node."""
     from earthkeep.rescue.domain import rescue_settings
     from earthkeep.rescue.status import status as compute
@@ -108,6 +122,10 @@ def status() -> None:
     services = _services(write=False)
     with services.sessions() as s:
         st = compute(s, rescue_settings(services))
+    if as_json:
+        services.close()
+        emit_json(st)
+        return
     _summary("datasets", st["datasets"])
     _summary("assets", {k: v for k, v in st["assets"].items() if not isinstance(v, dict)})
     _summary("copies", {k: v for k, v in st["copies"].items() if not isinstance(v, dict)} | {
@@ -116,8 +134,8 @@ def status() -> None:
     for col in ("id", "name", "capacity", "free", "in flight", "done", "failed", "expired", "held"):
         table.add_column(col)
     for n in st["nodes"]:
-        table.add_row(*(str(n[k]) for k in ("id", "name", "capacity_bytes", "free_bytes", "in_flight", "done",
-                                            "failed", "expired", "bytes_held")))
+        table.add_row(str(n["id"]), str(n["name"]), human_size(n["capacity_bytes"]), human_size(n["free_bytes"]),
+                      *(str(n[k]) for k in ("in_flight", "done", "failed", "expired")), human_size(n["bytes_held"]))
     console.print(table)
     services.close()
 

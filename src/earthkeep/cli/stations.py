@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from earthkeep.cli.common import UsageError, console, err_console, friendly, open_engine
+from earthkeep.cli.common import AsJson, UsageError, console, emit_json, err_console, friendly, open_engine, row
 from earthkeep.errors import InvalidInput, SourceUnavailable
 
 app = typer.Typer(help="The station registry and the station simulator.", no_args_is_help=True)
@@ -24,12 +24,15 @@ def _sessions(write: bool = True) -> Any:
 
 @app.command("list")
 @friendly
-def list_cmd() -> None:
+def list_cmd(as_json: AsJson = False) -> None:
     """Every registered station."""
     from earthkeep.ingest.stations import list_stations
 
     with _sessions(write=False)() as s:
         rows = list_stations(s)
+        if as_json:
+            emit_json([row(st) for st in rows])
+            return
     table = Table("id", "name", "latitude", "longitude", "elevation (m)", title=f"{len(rows)} stations")
     for st in rows:
         table.add_row(st.id, st.name, f"{st.latitude:.4f}", f"{st.longitude:.4f}",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from earthkeep.cli.common import console, friendly, open_engine, settings
+from earthkeep.cli.common import AsJson, console, emit_json, friendly, open_engine, settings
 from earthkeep.errors import InvalidInput
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.waits import run as run_loop
@@ -19,7 +19,6 @@ app = typer.Typer(help="Station observations: queries and the consumer.", no_arg
 
 Start = Annotated[datetime | None, typer.Option(help="ISO time (UTC unless a zone is given)")]
 End = Annotated[datetime | None, typer.Option(help="ISO time, exclusive")]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def ingest_settings() -> IngestSettings:
@@ -144,13 +143,18 @@ def consume(
 
 @app.command("dead-letters")
 @friendly
-def dead_letters(limit: int = 20, station_id: str | None = None) -> None:
+def dead_letters(limit: Annotated[int, typer.Option(min=1, max=100_000)] = 20, station_id: str | None = None,
+                 as_json: AsJson = False) -> None:
     """The most recent refused records and why."""
     from earthkeep.ingest.deadletters import list_dead_letters
 
+    rows = list_dead_letters(_engine(write=False), limit=limit, station_id=station_id)
+    if as_json:
+        emit_json(rows)
+        return
     table = Table("id", "received", "source", "station", "reason", title="dead letters")
-    for d in list_dead_letters(_engine(write=False), limit=limit, station_id=station_id):
-        table.add_row(str(d["id"]), d["received_at"][:19], d["source"], d["station_id"] or "", d["reason"][:100])
+    for d in rows:
+        table.add_row(str(d["id"]), d["received_at"][:19], d["source"], d["station_id"] or "", d["reason"])
     console.print(table)
 
 
