@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import structlog
 import uvicorn
@@ -96,12 +97,26 @@ async def _run_granules(services: Services, stop: asyncio.Event) -> None:
     cfg = GranuleConfig.of(services.settings)
     nats = await NatsSink(cfg.viirs.nats_url, cfg.viirs.nats_subject).connect() if cfg.viirs.nats_url else None
     try:
-        async with Collector(services, cfg, nats=nats):
+        async with Collector(services, cfg, nats=nats) as collector:
             log.info("granules.collector_started", address=cfg.viirs.publish_address)
-            await stop.wait()
+            await collector.ensure_elements()
+            await _reload_elements_until(stop, collector, cfg.viirs.elements_reload_s)
     finally:
         if nats is not None:
             await nats.close()
+
+
+async def _reload_elements_until(stop: asyncio.Event, collector: Any, every_s: float) -> None:
+    """Pick up the elements a worker's ``granules.elements`` job stored, until ``stop``."""
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+            return
+        except TimeoutError:
+            try:
+                await collector.reload_elements()
+            except Exception as exc:  # the store may be down for a while: keep the elements we have
+                log.warning("granules.elements_reload_failed", error=str(exc))
 
 
 async def _run_api(settings: Settings, services: Services, stop: asyncio.Event) -> None:

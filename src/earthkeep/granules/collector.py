@@ -107,6 +107,26 @@ class Collector:
         """Mirror hooks of this process: wake the announcer, e-mail errors."""
         return MirrorHooks(stored=self.announcer.wake, alerts=self.alerts, **kw)
 
+    async def ensure_elements(self) -> bool:
+        """Fetch the orbital elements (``EARTHKEEP_TLE_URL``) when the store has none; whether there are some.
+
+        ``serve --role granules`` calls it at start, so pass directions are known
+        before the first ``granules.elements`` job runs; a failure is logged and
+        e-mailed, and messages say ``direction: unknown`` until elements arrive.
+        """
+        from earthkeep.granules.orbits import refresh_elements
+
+        if self.elements.sets:
+            return True
+        try:
+            await refresh_elements(self.services, self.cfg.viirs.tle_url)
+        except Exception as exc:  # the collector runs on without directions
+            log.error("granules.elements_unavailable", url=self.cfg.viirs.tle_url, error=str(exc))
+            self.alerts.error("elements", f"orbital elements could not be fetched: {exc}")
+            return False
+        await self.reload_elements()
+        return bool(self.elements.sets)
+
     async def reload_elements(self) -> None:
         elements = await Elements.from_store(self.services.store)
         for name in list(self.cfg.viirs.platforms):  # build the orbit models off the event loop

@@ -94,6 +94,9 @@ class ViirsSettings(Section):
     tle_url: str = Field("https://celestrak.org/NORAD/elements/weather.txt",
                          validation_alias=_env("EARTHKEEP_TLE_URL", "tle_url"))
     tle_schedule: str = Field("17 */6 * * *", validation_alias=_env("EARTHKEEP_TLE_SCHEDULE", "tle_schedule"))
+    elements_reload_s: float = Field(
+        1800.0, gt=0, le=86400, validation_alias=_env("EARTHKEEP_TLE_RELOAD_SECONDS", "elements_reload_s"),
+        description="how often the granules role re-reads the stored elements (refreshed by the elements job)")
     retention_schedule: str = Field("30 3 * * *", validation_alias=_env("EARTHKEEP_VIIRS_RETENTION_SCHEDULE",
                                                                          "retention_schedule"))
     mail_interval_s: float = Field(900.0, gt=0, validation_alias=_env("EARTHKEEP_MAIL_INTERVAL", "mail_interval_s"),
