@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test lint bench clean
+.PHONY: run test demo install install-test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ run: install
 	mkdir -p data
 	$(BIN)/earthkeep db upgrade
 	$(BIN)/earthkeep serve
+
+demo: install   # every domain against the testbed emulators, offline; Ctrl-C stops
+	$(BIN)/earthkeep demo
 
 test: install-test
 	$(BIN)/pytest -m "not internet" $(PYTEST_ARGS)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +26,7 @@ from earthkeep.cli import (
     testbed,
     weather,
 )
-from earthkeep.cli.common import console, friendly, set_config_file, set_wide, settings
+from earthkeep.cli.common import console, err_console, friendly, set_config_file, set_wide, settings
 from earthkeep.errors import ConfigError
 from earthkeep.waits import run as run_loop
 
@@ -98,6 +100,54 @@ def serve(
     if port is not None:
         s.api.port = port
     run_loop(run_service(s, roles))
+
+
+@app.command()
+@friendly
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="where the demo keeps its catalog, store and logs",
+                                            file_okay=False)] = Path("demo"),
+    port: Annotated[int, typer.Option(help="API port", min=1, max=65535)] = 8000,
+    stations_seconds: Annotated[float, typer.Option(help="how long the simulated stations send", min=1)] = 20.0,
+    timeout: Annotated[float, typer.Option(help="give up when the work takes longer (s)", min=10)] = 900.0,
+    exit_after: Annotated[bool, typer.Option("--exit", help="stop once every domain is filled (exit 1 if one "
+                                             "is empty) instead of serving until Ctrl-C")] = False,
+) -> None:
+    """Start the provider emulators and a service pointed at them, fill all five domains, show what they hold."""
+    import shutil
+
+    from rich.table import Table
+
+    from earthkeep.demo import Demo, complete, emulators, fill, prepare, service, summary, wait_for_work
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    d = Demo(directory.resolve(), port=port, stations_seconds=stations_seconds, timeout_s=timeout)
+    with emulators(d.root) as env:
+        prepare(d, env)
+        err_console.print(f"emulators up; settings in {d.root / 'demo.env'}, keys in {d.root / 'keys.env'}")
+        with service(d):
+            err_console.print(f"earthkeep serve is ready at {d.api} (logs: {d.root / 'serve.log'})")
+            fill(d)
+            with err_console.status("collecting, mirroring, ingesting, rescuing, processing...") as st:
+                wait_for_work(d, lambda c: st.update(f"demo jobs: {c['pending']} pending, {c['running']} running, "
+                                                      f"{c['completed']} completed, {c['failed']} failed"))
+            found = summary(d)
+            table = Table("domain", "what", "count", title="what every domain holds")
+            for domain, figures in found.items():
+                for what, n in figures.items():
+                    table.add_row(domain, what, f"{n:,}")
+            console.print(table)
+            empty = complete(found)
+            if empty:
+                err_console.print(f"[red]error:[/red] nothing in {', '.join(empty)}: see {d.root / 'serve.log'}")
+            if exit_after:
+                raise typer.Exit(1 if empty else 0)
+            console.print(f"browse {d.api}/docs, {d.api}/stac, {d.api}/items; "
+                          f"`source {d.root / 'demo.env'}` to use the CLI on it; Ctrl-C stops")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
 
 
 @db_app.command("upgrade")
