@@ -51,8 +51,14 @@ def settings() -> Settings:
     if STATE["settings"] is None:
         STATE["settings"] = load_settings(STATE["config"])
         s: Settings = STATE["settings"]
-        configure_logging(s.log.level, service=s.log.service, role="cli", fmt=s.log.format)
+        configure_logging(cli_log_level(s), service=s.log.service, role="cli", fmt=s.log.format)
     return STATE["settings"]  # type: ignore[no-any-return]
+
+
+def cli_log_level(s: Settings) -> str:
+    """WARNING for a command unless ``LOG_LEVEL`` (or ``[log] level``) asks otherwise: results go to stdout,
+    and a per-file INFO line is noise; ``earthkeep serve`` and the consumers log at ``LOG_LEVEL`` (INFO)."""
+    return s.log.level if "level" in s.log.model_fields_set else "WARNING"
 
 
 def set_config_file(path: Path | None) -> None:
@@ -99,10 +105,19 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON on stdout (for 
 
 
 def row(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A catalog row's columns as a dict (for ``--json``)."""
+    """A catalog row's columns (or a pydantic model's or dataclass's fields) as a dict (for ``--json``)."""
+    import dataclasses
+
+    from pydantic import BaseModel
     from sqlalchemy import inspect
 
-    return {c.key: getattr(obj, c.key) for c in inspect(obj).mapper.column_attrs if c.key not in exclude}
+    if isinstance(obj, BaseModel):
+        values = obj.model_dump(mode="json")
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        values = dataclasses.asdict(obj)
+    else:
+        values = {c.key: getattr(obj, c.key) for c in inspect(obj).mapper.column_attrs}
+    return {k: v for k, v in values.items() if k not in exclude}
 
 
 def set_wide(wide: bool) -> None:

@@ -45,8 +45,8 @@ def serve(
     datasets: Annotated[int, typer.Option(help="ckan: datasets in the portal", min=1, max=1_000_000)] = 300,
     token: Annotated[str | None, typer.Option(help="laads: the Earthdata token it accepts (default: a new one)",
                                               envvar="EARTHDATA_TOKEN")] = None,
-    env_file: Annotated[Path | None, typer.Option("--env-file", help="also write the settings there, as "
-                                                  "`export` lines to source", dir_okay=False)] = None,
+    env_file: Annotated[Path | None, typer.Option("--env-file", help="also write the settings there, as `export` "
+                                                  "lines to source, once the port accepts", dir_okay=False)] = None,
     seed: Annotated[int, typer.Option(help="random seed of the data and the faults")] = 0,
 ) -> None:
     """Serve an emulator in the foreground; first print (stdout) the settings that point earthkeep at it."""
@@ -77,8 +77,13 @@ def serve(
     lines = shell_lines(running.environment(url))
     typer.echo("\n".join([f"# earthkeep testbed {name} at {url} (files in {root})", *lines]))
     sys.stdout.flush()
-    if env_file:
-        env_file.write_text("\n".join(lines) + "\n")
     for note in running.notes:
         err_console.print(f"[dim]{name}: {note}; Ctrl-C stops[/dim]", highlight=False, soft_wrap=True)
-    run_foreground(running.app, host, bound, log_level="warning")
+
+    def started() -> None:  # the env file appears once the port accepts: `until [ -s F ]` is a readiness wait
+        if env_file:
+            tmp = env_file.with_name(env_file.name + ".tmp")
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.replace(env_file)
+
+    run_foreground(running.app, host, bound, log_level="warning", on_started=started)

@@ -16,7 +16,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,9 +105,19 @@ def serve(
     run_foreground(app, host, port, log_level=log_level)
 
 
-def run_foreground(app: ASGIApp, host: str, port: int, *, log_level: str = "info") -> None:
-    """Serve ``app`` on ``host:port`` until interrupted (blocking)."""
-    uvicorn.Server(_config(app, log_level, host=host, port=port)).run()
+def run_foreground(app: ASGIApp, host: str, port: int, *, log_level: str = "info",
+                   on_started: Callable[[], None] | None = None) -> None:
+    """Serve ``app`` on ``host:port`` until interrupted (blocking); ``on_started`` runs once it accepts."""
+    server = uvicorn.Server(_config(app, log_level, host=host, port=port))
+    if on_started is not None:
+        def notify() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.01)
+            if server.started:
+                on_started()
+
+        threading.Thread(target=notify, name="testbed:started", daemon=True).start()
+    server.run()
 
 
 @contextmanager
