@@ -28,3 +28,13 @@ def test_demo_fills_all_five_domains_offline(tmp_path):
     assert "FORCING_GFS_AWS_URL=" in env and "EARTHKEEP_GINA_URL=" in env and "NIGHTLIGHTS_LAADS_URL=" in env
     assert "ek_" not in env  # keys live apart, in keys.env (mode 600)
     assert (root / "keys.env").stat().st_mode & 0o077 == 0
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    r = subprocess.run([sys.executable, "-m", "earthkeep.cli.main", "demo", "--dir", str(precious), "--exit"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not an earlier demo" in r.stderr
+    assert (precious / "thesis.tex").read_text() == "years of work"

@@ -120,8 +120,14 @@ def demo(
 
     from earthkeep.demo import Demo, complete, emulators, fill, prepare, service, summary, wait_for_work
 
-    if directory.exists():
-        shutil.rmtree(directory)
+    marker = directory / ".earthkeep-demo"
+    if directory.exists() and any(directory.iterdir()):
+        if not marker.exists():
+            raise typer.BadParameter(f"{directory} is not empty and not an earlier demo: choose another --dir",
+                                     param_hint="--dir")
+        shutil.rmtree(directory)  # an earlier demo: start afresh
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `earthkeep demo`; the next demo in this directory replaces it\n")
     d = Demo(directory.resolve(), port=port, stations_seconds=stations_seconds, timeout_s=timeout)
     with emulators(d.root) as env:
         prepare(d, env)
