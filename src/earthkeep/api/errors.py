@@ -52,6 +52,12 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body("InvalidInput", detail), status_code=422)
 
 
+async def _overflow(request: Request, exc: Exception) -> JSONResponse:
+    """A number too large for a column or a C type that a parameter bound missed: the caller's fault."""
+    log.warning("api.overflow", path=request.url.path, error=str(exc))
+    return JSONResponse(_body("InvalidInput", f"a number in the request is out of range: {exc}"), status_code=422)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("api.unexpected", path=request.url.path, error=repr(exc), exc_info=exc)
     return JSONResponse(_body("InternalError", "unexpected error; see the server log"), status_code=500)
@@ -60,4 +66,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(e.EarthkeepError, _earthkeep)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(OverflowError, _overflow)
     app.add_exception_handler(Exception, _unexpected)

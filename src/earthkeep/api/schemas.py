@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AssetOut(BaseModel):
@@ -70,10 +70,10 @@ class JobPageOut(BaseModel):
 
 
 class JobIn(BaseModel):
-    kind: str
+    kind: str = Field(min_length=1, max_length=100)
     payload: dict[str, Any] = {}
-    dedupe_key: str | None = None
-    priority: int = 0
+    dedupe_key: str | None = Field(None, max_length=500)
+    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first")
 
 
 class RunOut(BaseModel):

@@ -32,9 +32,9 @@ class GeneratorParams(BaseModel):
     duplicate_rate: float = Field(0.02, ge=0, le=1)
     late_rate: float = Field(0.01, ge=0, le=1)
     invalid_rate: float = Field(0.01, ge=0, le=1)
-    duration_s: float | None = Field(None, gt=0, description="stop by itself after this long")
-    backfill_s: float = Field(0.0, ge=0, description="start the station clocks this far in the past")
-    seed: int = 1
+    duration_s: float | None = Field(None, gt=0, le=30 * 86400, description="stop by itself after this long")
+    backfill_s: float = Field(0.0, ge=0, le=3650 * 86400, description="start the station clocks this far in the past")
+    seed: int = Field(1, ge=0, le=2**32 - 1)
 
 
 @dataclass

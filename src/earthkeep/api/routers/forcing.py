@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep, require
-from earthkeep.api.routers.items import check_range, parse_bbox
+from earthkeep.api.params import BBoxQuery
+from earthkeep.api.routers.items import check_range
 from earthkeep.forcing.records import DatasetQuery, dataset_for_download, list_datasets
 from earthkeep.forcing.settings import forcing_config
 
@@ -89,13 +90,13 @@ async def export(
     start: Annotated[datetime, Query(description="first valid time (ISO 8601 with zone)")],
     end: Annotated[datetime, Query(description="last valid time")],
     kind: Annotated[Literal["wind", "currents"], Query()] = "wind",
-    bbox: Annotated[str | None, Query(description="west,south,east,north in degrees")] = None,
+    bbox: BBoxQuery = None,
 ) -> FileResponse:
     """One CF-1.8 NetCDF (time merged across cycles, freshest forecast preferred) for OpenDrift."""
     from earthkeep.forcing.export import load_forcing, write_netcdf
 
     check_range(start, end)
-    ds = await load_forcing(services, kind, start, end, parse_bbox(bbox))
+    ds = await load_forcing(services, kind, start, end, bbox)
     handle, name = tempfile.mkstemp(prefix="earthkeep-forcing-", suffix=".nc")
     os.close(handle)
     path = await asyncio.to_thread(write_netcdf, ds, Path(name))

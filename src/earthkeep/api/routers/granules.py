@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep, require
+from earthkeep.api.params import IdPath
 from earthkeep.catalog.tables import ApiKey
 from earthkeep.granules import broker
 from earthkeep.granules.outbox import recent
@@ -77,13 +78,13 @@ def claim(body: ClaimIn, session: SessionDep, services: ServicesDep, key: NodeDe
 
 
 @router.post("/tasks/{task_id}/complete")
-def complete(task_id: int, session: SessionDep, key: NodeDep, body: FinishIn | None = None) -> dict[str, Any]:
+def complete(task_id: IdPath, session: SessionDep, key: NodeDep, body: FinishIn | None = None) -> dict[str, Any]:
     node = (body.node if body and body.node else None) or key.name
     return broker.task_dict(broker.complete(session, task_id, node))
 
 
 @router.post("/tasks/{task_id}/fail")
-def fail(task_id: int, body: FinishIn, session: SessionDep, key: NodeDep) -> dict[str, Any]:
+def fail(task_id: IdPath, body: FinishIn, session: SessionDep, key: NodeDep) -> dict[str, Any]:
     """Record a failure; ``retry: true`` puts the task back at its place in the queue."""
     return broker.task_dict(broker.fail(session, task_id, body.node or key.name, body.error or "failed",
                                         retry=body.retry))

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from earthkeep.api.deps import ReadDep, ServicesDep, require
+from earthkeep.api.params import IdQuery
 from earthkeep.catalog.tables import ApiKey
 from earthkeep.errors import NotFound, SourceUnavailable
 from earthkeep.ingest import queries
@@ -105,7 +106,7 @@ async def post_observations(request: Request, services: ServicesDep, key: Ingest
 
 @router.get("/observations/dead-letters")
 def dead_letters(services: ServicesDep, _: IngestKey, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                 before_id: int | None = None, station_id: str | None = None) -> dict[str, Any]:
+                 before_id: IdQuery = None, station_id: str | None = None) -> dict[str, Any]:
     """Refused records, newest first (page with ``before_id``)."""
     rows = list_dead_letters(services.engine, limit=limit, before_id=before_id, station_id=station_id)
     return {"dead_letters": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}

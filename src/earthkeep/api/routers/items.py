@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from earthkeep.api import params
 from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep
 from earthkeep.api.schemas import ItemOut, ItemPageOut
 from earthkeep.catalog.items import ItemQuery, get_item, search_items, touch
@@ -18,13 +19,11 @@ router = APIRouter(tags=["items"])
 
 
 def parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
-    if not bbox:
-        return None
+    """``w,s,e,n`` text -> a checked box (for callers outside the schema layer); :class:`InvalidInput` if bad."""
     try:
-        w, s, e, n = (float(v) for v in bbox.split(","))
+        return params.parse_bbox(bbox)
     except ValueError as exc:
-        raise InvalidInput("bbox must be four numbers: west,south,east,north") from exc
-    return (w, s, e, n)
+        raise InvalidInput(str(exc)) from exc
 
 
 def check_range(start: datetime | None, end: datetime | None) -> None:
@@ -42,13 +41,13 @@ def list_items(
     collection: str | None = None,
     start: Annotated[datetime | None, Query(description="items valid at or after (ISO 8601, with zone)")] = None,
     end: Annotated[datetime | None, Query(description="items valid at or before")] = None,
-    bbox: Annotated[str | None, Query(description="west,south,east,north in degrees")] = None,
+    bbox: params.BBoxQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> ItemPageOut:
     """Items in catalog order; pass ``next`` back as ``cursor`` for the next page."""
     check_range(start, end)
-    page = search_items(session, ItemQuery(collection, start, end, parse_bbox(bbox), limit, cursor))
+    page = search_items(session, ItemQuery(collection, start, end, bbox, limit, cursor))
     return ItemPageOut(items=[ItemOut.of(i) for i in page.items], next=page.next_cursor)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from earthkeep.api.deps import AdminDep, ReadDep, ServicesDep
+from earthkeep.api.params import IdPath
 from earthkeep.api.schemas import JobIn, JobOut, JobPageOut
 
 router = APIRouter(tags=["jobs"])
@@ -23,7 +24,7 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def get_job(job_id: int, services: ServicesDep, _: ReadDep) -> JobOut:
+async def get_job(job_id: IdPath, services: ServicesDep, _: ReadDep) -> JobOut:
     return JobOut.model_validate(await asyncio.to_thread(services.queue.get, job_id))
 
 
@@ -40,10 +41,10 @@ async def enqueue_job(body: JobIn, request: Request, services: ServicesDep, _: A
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
-async def cancel_job(job_id: int, services: ServicesDep, _: AdminDep) -> JobOut:
+async def cancel_job(job_id: IdPath, services: ServicesDep, _: AdminDep) -> JobOut:
     return JobOut.model_validate(await asyncio.to_thread(services.queue.cancel, job_id))
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut)
-async def retry_job(job_id: int, services: ServicesDep, _: AdminDep) -> JobOut:
+async def retry_job(job_id: IdPath, services: ServicesDep, _: AdminDep) -> JobOut:
     return JobOut.model_validate(await asyncio.to_thread(services.queue.retry, job_id))

@@ -12,6 +12,17 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AliasChoices, BaseModel, Field
 
 from earthkeep.api.deps import ReadDep, ServicesDep, require
+from earthkeep.api.params import (
+    MONTH_PATTERN,
+    AfterQuery,
+    BBoxQuery,
+    Id,
+    IdPath,
+    IdQuery,
+    MonthPath,
+    TilePath,
+    ZoomPath,
+)
 from earthkeep.catalog.db import translate_errors
 from earthkeep.nightlights import areas as area_ops
 from earthkeep.nightlights import jobs as nl_jobs
@@ -30,7 +41,7 @@ GEOJSON = "application/geo+json"
 class JobsIn(BaseModel):
     """An area and an inclusive month range (``YYYY-MM``; a full date is cut to its month)."""
 
-    area_id: int
+    area_id: Id
     start_month: str = Field(validation_alias=AliasChoices("start_month", "start_date", "start"))
     end_month: str = Field(validation_alias=AliasChoices("end_month", "end_date", "end"))
     source: str | None = Field(None, description="laads_download (default) or earth_engine_export")
@@ -74,10 +85,10 @@ async def create_area(request: Request, services: ServicesDep, _: IngestDep, nam
 
 
 @router.get("/areas")
-async def list_areas(services: ServicesDep, _: ReadDep, bbox: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100, after: int = 0) -> dict[str, Any]:
+async def list_areas(services: ServicesDep, _: ReadDep, bbox: BBoxQuery = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100, after: AfterQuery = 0) -> dict[str, Any]:
     """Areas as a FeatureCollection (``bbox=w,s,e,n`` filters; ``after`` pages by id)."""
-    box = [float(v) for v in bbox.split(",")] if bbox else None
+    box = bbox  # checked (w, s, e, n) or None
 
     def read() -> list[dict[str, Any]]:
         with translate_errors("nightlights"), services.sessions() as s:
@@ -87,7 +98,7 @@ async def list_areas(services: ServicesDep, _: ReadDep, bbox: str | None = None,
 
 
 @router.get("/areas/{area_id}")
-async def get_area(area_id: int, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
+async def get_area(area_id: IdPath, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with translate_errors("nightlights"), services.sessions() as s:
             return area_ops.area_feature(area_ops.get_area(s, area_id))
@@ -96,7 +107,7 @@ async def get_area(area_id: int, services: ServicesDep, _: ReadDep) -> dict[str,
 
 
 @router.put("/areas/{area_id}")
-async def update_area(area_id: int, request: Request, services: ServicesDep, _: IngestDep,
+async def update_area(area_id: IdPath, request: Request, services: ServicesDep, _: IngestDep,
                       name: str | None = None, repair: bool = False) -> dict[str, Any]:
     """Rename (``?name=``) and/or replace the geometry (GeoJSON body); a new geometry drops old results."""
     body = await _body(request)
@@ -117,7 +128,7 @@ async def update_area(area_id: int, request: Request, services: ServicesDep, _: 
 
 
 @router.delete("/areas/{area_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_area(area_id: int, services: ServicesDep, _: IngestDep) -> Response:
+async def delete_area(area_id: IdPath, services: ServicesDep, _: IngestDep) -> Response:
     def remove() -> None:
         with translate_errors("nightlights"), services.sessions.begin() as s:
             area_ops.delete_area(s, area_id)
@@ -152,7 +163,7 @@ async def earth_engine_export(body: JobsIn, request: Request, services: Services
 
 
 @router.get("/nightlights/jobs")
-async def list_jobs(services: ServicesDep, _: ReadDep, area_id: int | None = None,
+async def list_jobs(services: ServicesDep, _: ReadDep, area_id: IdQuery = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     def read() -> list[dict[str, Any]]:
         reqs = nl_jobs.list_requests(services, area_id=area_id, limit=limit)
@@ -162,13 +173,14 @@ async def list_jobs(services: ServicesDep, _: ReadDep, area_id: int | None = Non
 
 
 @router.get("/nightlights/jobs/{request_id}")
-async def get_jobs(request_id: int, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
+async def get_jobs(request_id: IdPath, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     """Status of a request: overall, per month (acquisition job, input), and its ``etl_processing`` job."""
     return await asyncio.to_thread(nl_jobs.request_status, services, request_id)
 
 
 @router.post("/areas/{area_id}/uploads", status_code=status.HTTP_202_ACCEPTED)
-async def upload(area_id: int, month: str, request: Request, services: ServicesDep,
+async def upload(area_id: IdPath, month: Annotated[str, Query(pattern=MONTH_PATTERN, description="YYYY-MM")],
+                 request: Request, services: ServicesDep,
                  _: IngestDep) -> dict[str, Any]:
     """A GeoTIFF (request body) of monthly radiance for the area; processed like any other input."""
     req = await submit_upload(services, area_id, month, await _body(request), trace_id=_trace(request))
@@ -186,7 +198,7 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
 
 
 @router.get("/areas/{area_id}/timeseries", response_model=None)
-async def timeseries(area_id: int, request: Request, services: ServicesDep, _: ReadDep,
+async def timeseries(area_id: IdPath, request: Request, services: ServicesDep, _: ReadDep,
                      start: str | None = None, end: str | None = None,
                      format: str | None = None) -> Response | dict[str, Any]:
     """Monthly metrics (``?format=csv`` or ``Accept: text/csv`` for CSV)."""
@@ -198,7 +210,7 @@ async def timeseries(area_id: int, request: Request, services: ServicesDep, _: R
 
 
 @router.get("/areas/{area_id}/statistics", response_model=None)
-async def statistics(area_id: int, request: Request, services: ServicesDep, _: ReadDep,
+async def statistics(area_id: IdPath, request: Request, services: ServicesDep, _: ReadDep,
                      start: str | None = None, end: str | None = None,
                      format: str | None = None) -> Response | dict[str, Any]:
     """Summary of the time series (same formats as the time series)."""
@@ -219,13 +231,14 @@ def _series(services: Services, area_id: int, start: str | None, end: str | None
 
 
 @router.get("/tiles/{area_id}/{month}/tilejson.json")
-async def tilejson(area_id: int, month: str, request: Request, services: ServicesDep,
+async def tilejson(area_id: IdPath, month: MonthPath, request: Request, services: ServicesDep,
                    _: ReadDep) -> dict[str, Any]:
     return await get_tilejson(services, area_id, month, str(request.base_url))
 
 
 @router.get("/tiles/{area_id}/{month}/{z}/{x}/{y}.png", response_class=Response)
-async def tile(area_id: int, month: str, z: int, x: int, y: int, services: ServicesDep, _: ReadDep) -> Response:
+async def tile(area_id: IdPath, month: MonthPath, z: ZoomPath, x: TilePath, y: TilePath, services: ServicesDep,
+               _: ReadDep) -> Response:
     """An XYZ tile of the month's composite (rendered on first request, then served from the store)."""
     png, cached = await get_tile(services, area_id, month, z, x, y)
     return Response(png, media_type="image/png",

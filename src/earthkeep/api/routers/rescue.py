@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from earthkeep.api.deps import ReadDep, ServicesDep, require
+from earthkeep.api.params import MAX_ID, Id, IdPath, OptionalId
 from earthkeep.catalog.db import translate_errors
 from earthkeep.catalog.tables import ApiKey
 from earthkeep.logs import current_trace_id
@@ -74,7 +75,7 @@ class HeartbeatBody(BaseModel):
 
 
 class ReleaseBody(BaseModel):
-    allocation_id: int
+    allocation_id: Id
     status: str = Field(pattern=r"^(done|failed)$")
     size: int | None = Field(None, ge=0, le=MAX_BYTES)
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
@@ -84,9 +85,9 @@ class ReleaseBody(BaseModel):
 
 
 class BoostBody(BaseModel):
-    dataset_id: int | None = None
-    asset_id: int | None = None
-    boost: float
+    dataset_id: OptionalId = None
+    asset_id: OptionalId = None
+    boost: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False)
 
 
 @router.post("/update-ckan", status_code=202)
@@ -132,7 +133,7 @@ def heartbeat_many(services: ServicesDep, key: NodeKey, body: HeartbeatBody | No
 
 
 @router.post("/allocations/{allocation_id}/heartbeat")
-def heartbeat_one(allocation_id: int, services: ServicesDep, key: NodeKey) -> dict[str, Any]:
+def heartbeat_one(allocation_id: IdPath, services: ServicesDep, key: NodeKey) -> dict[str, Any]:
     """Extend one lease."""
     return _tx(services, allocation.heartbeat, rescue_settings(services), key, [allocation_id])
 
@@ -147,7 +148,7 @@ def release(body: ReleaseBody, services: ServicesDep, key: NodeKey) -> dict[str,
 
 @router.get("/rescue/ranking")
 def ranking(services: ServicesDep, _: ReadDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-            offset: Annotated[int, Query(ge=0)] = 0, all: bool = False) -> dict[str, Any]:
+            offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0, all: bool = False) -> dict[str, Any]:
     """Assets by priority, each with the parts of its score (see docs/rescue.md)."""
     rows = _tx(services, priority.explain, rescue_settings(services), limit=limit, offset=offset, pool_only=not all)
     return {"ranking": rows, "weights": _weights(services)}
@@ -175,19 +176,19 @@ def boost(body: BoostBody, services: ServicesDep, _: AdminKey) -> dict[str, Any]
 
 
 @router.get("/rescue/datasets/{dataset_id}")
-def dataset(dataset_id: int, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
+def dataset(dataset_id: IdPath, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     """One dataset: our record, its CKAN metadata, its assets."""
     return _tx(services, queries.dataset_document, dataset_id)
 
 
 @router.get("/rescue/datasets/{dataset_id}/history")
-def history(dataset_id: int, services: ServicesDep, _: ReadDep,
+def history(dataset_id: IdPath, services: ServicesDep, _: ReadDep,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """What changed in a dataset and when, newest first."""
     return {"history": _tx(services, queries.dataset_history, dataset_id, limit=limit)}
 
 
 @router.get("/rescue/assets/{asset_id}/copies")
-def copies(asset_id: int, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
+def copies(asset_id: IdPath, services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     """The copies nodes hold of an asset and whether they agree."""
     return {"copies": _tx(services, queries.asset_copies, asset_id)}
