@@ -34,6 +34,10 @@ class RequestContext:
         structlog.contextvars.clear_contextvars()
         bind_trace(trace_id)
         scope.setdefault("state", {})["trace_id"] = trace_id
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"") or \
+                b"\x00" in scope.get("query_string", b""):
+            await _refuse_nul(send, trace_id)
+            return
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             await _too_large(send, self.max_body, trace_id)
@@ -92,6 +96,15 @@ def _limited(receive: Receive, limit: int) -> Receive:
         return message
 
     return wrapped
+
+
+async def _refuse_nul(send: Send, trace_id: str) -> None:
+    """A NUL byte in the path or query: no id, name or filter holds one (and PostgreSQL text cannot)."""
+    body = (f'{{"error":"InvalidInput","detail":"NUL bytes are not allowed in the URL",'
+            f'"trace_id":"{trace_id}"}}').encode()
+    await send({"type": "http.response.start", "status": 400,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Send, limit: int, trace_id: str) -> None:

@@ -44,6 +44,7 @@ class Kind:
     timeout_s: float | None = None
     description: str = ""
     housekeeping: bool = False  # frequent upkeep (lease reaping, sweeps): hidden from `jobs list` unless asked
+    validate: Callable[[dict[str, Any]], None] | None = None  # refuse a bad payload before it is queued
 
 
 class HandlerRegistry:
@@ -55,13 +56,14 @@ class HandlerRegistry:
     def register(
         self, name: str, handler: Handler, *, max_attempts: int | None = None,
         timeout_s: float | None = None, description: str = "", housekeeping: bool = False,
+        validate: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if name in self._kinds:
             if self._kinds[name].handler is handler:
                 return  # the same domain registered twice (e.g. a test helper after Services.open)
             raise ValueError(f"job kind {name!r} registered twice with different handlers")
         self._kinds[name] = Kind(name, handler, max_attempts, timeout_s, description or (handler.__doc__ or ""),
-                                 housekeeping)
+                                 housekeeping, validate)
 
     def get(self, name: str) -> Kind:
         try:
@@ -69,6 +71,12 @@ class HandlerRegistry:
         except KeyError:
             known = ", ".join(sorted(self._kinds)) or "none"
             raise InvalidInput(f"unknown job kind {name!r}; known kinds: {known}") from None
+
+    def check(self, name: str, payload: dict[str, Any]) -> None:
+        """Raise :class:`InvalidInput` when ``name`` is unknown or its validator refuses ``payload``."""
+        kind = self.get(name)
+        if kind.validate is not None:
+            kind.validate(payload)
 
     def names(self) -> list[str]:
         return sorted(self._kinds)

@@ -34,6 +34,8 @@ def _name(name: str | None, parsed: ParsedArea | None) -> str:
         raise InvalidInput("an area needs a name (give 'name', or a 'name' property in the GeoJSON)")
     if len(value) > 200:
         raise InvalidInput("area name longer than 200 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidInput("area name holds control characters (NUL, newline, ...)")
     return value
 
 

@@ -81,13 +81,22 @@ def load_json(data: str | bytes | dict[str, Any]) -> dict[str, Any]:
     """A GeoJSON object from text, bytes or an already parsed dict."""
     if isinstance(data, dict):
         return data
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if b"\x00" in raw or b"\\u0000" in raw:
+        raise InvalidInput("GeoJSON holds a NUL character")
     try:
-        obj = json.loads(data)
+        obj = json.loads(data, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidInput("not valid GeoJSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise InvalidInput("GeoJSON must be an object with a 'type' member")
     return obj
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number (RFC 8259)")
 
 
 def parse_area(data: str | bytes | dict[str, Any], *, repair: bool = False,

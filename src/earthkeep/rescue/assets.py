@@ -10,7 +10,6 @@ resolved and checked again when probed and when fetched).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import mimetypes
 import re
 from functools import lru_cache
@@ -18,7 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from earthkeep.errors import InvalidInput
-from earthkeep.transfer.urls import check_url
+from earthkeep.transfer.urls import check_url_offline
 
 SERVICE_FORMATS = frozenset(
     {
@@ -59,7 +58,6 @@ FORMAT_EXTENSIONS = {
     "API": "json",
 }
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-PUBLIC_PLACEHOLDER = "1.1.1.1"  # stands in for a host name until DNS is asked (probe, fetch)
 SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 PLAIN_URL = re.compile(r"(https?)://([^/?#\[\]]*)(?=[/?#]|\Z)([^?#]*)", re.I)
 Parts = tuple[str, str, str]  # scheme (lower case), netloc, path
@@ -170,7 +168,7 @@ def _file_name(path: str, resource_id: str, fmt: str) -> str:
 def refusal(url: str, allow_private: bool) -> str | None:
     """Why ``url`` may not be fetched, judging only what needs no DNS (scheme, literal addresses)."""
     try:
-        check_url(url, allow_private, resolve=_literal_only)
+        check_url_offline(url, allow_private)
     except InvalidInput as exc:
         return str(exc)
     return None
@@ -190,17 +188,6 @@ def _refusal(url: str, parts: Parts, allow_private: bool) -> str | None:
 @lru_cache(maxsize=4096)
 def _host_passes(scheme: str, netloc: str, allow_private: bool) -> bool:
     return refusal(f"{scheme}://{netloc}/", allow_private) is None
-
-
-def _literal_only(host: str, port: int) -> list[str]:
-    """Literal addresses as themselves, ``localhost`` as loopback, other names as "public until resolved"."""
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        pass
-    if host == "localhost" or host.endswith(".localhost"):
-        return ["127.0.0.1"]
-    return [PUBLIC_PLACEHOLDER]
 
 
 def media_type(url: str, mimetype: str | None, fmt: str | None) -> str | None:

@@ -91,5 +91,18 @@ async def fetch_handler(ctx: JobContext) -> dict[str, Any]:
     return await fetch_url(ctx.services, ctx.payload, trace_id=ctx.job.trace_id)
 
 
+def validator(allow_private: bool) -> Callable[[dict[str, Any]], None]:
+    """Refuse a fetch payload before it is queued: its fields, its URL (scheme, private ranges), its key."""
+    from earthkeep.transfer.urls import check_url_offline
+
+    def validate(payload: dict[str, Any]) -> None:
+        p = parse_payload(payload)
+        check_url_offline(p.url, allow_private)  # the worker resolves the name and checks again
+        target_key(p)
+
+    return validate
+
+
 def register(services: Services) -> None:
-    services.registry.register(KIND, fetch_handler, description="download one URL into the store as an item")
+    services.registry.register(KIND, fetch_handler, description="download one URL into the store as an item",
+                               validate=validator(services.settings.transfer.allow_private))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable
 from urllib.parse import SplitResult, urlsplit
@@ -22,6 +23,7 @@ from earthkeep.errors import InvalidInput
 Resolver = Callable[[str, int], Iterable[str]]
 
 _SCHEMES = {"http": 80, "https": 443}
+_HOST = re.compile(r"^(\[?[0-9a-fA-F:.%]+\]?|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?)$")  # IP literal or name
 
 
 def check_url(url: str, allow_private: bool, *, resolve: Resolver | None = None) -> str:
@@ -60,6 +62,37 @@ async def check_url_async(url: str, allow_private: bool) -> str:
     return url
 
 
+def check_url_offline(url: str, allow_private: bool) -> str:
+    """The checks that need no DNS: scheme, host, and hosts that are addresses already.
+
+    Used when a URL is accepted (``POST /jobs``): literal IPv4 and IPv6 addresses,
+    the legacy IPv4 forms ``getaddrinfo`` also accepts (``2130706433``, ``0x7f000001``,
+    ``127.1``) and ``localhost`` names are judged at once; other names are judged
+    by :func:`check_url` when the worker resolves them.
+    """
+    parts, host, _ = _split(url)
+    if allow_private:
+        return url
+    address = _literal_address(host)
+    if address is not None:
+        _check_addresses(parts, host, [address])
+    return url
+
+
+def _literal_address(host: str) -> str | None:
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(name))  # 2130706433, 0x7f000001, 0177.0.0.1, 127.1
+    except OSError:
+        return None
+
+
 def _split(url: str) -> tuple[SplitResult, str, int]:
     try:
         parts = urlsplit(url)
@@ -72,6 +105,8 @@ def _split(url: str) -> tuple[SplitResult, str, int]:
     host = parts.hostname
     if not host:
         raise InvalidInput(f"URL {url!r} has no host")
+    if not _HOST.match(host):
+        raise InvalidInput(f"URL {url!r}: {host!r} is not a host name or address")
     return parts, host, port or _SCHEMES[scheme]
 
 

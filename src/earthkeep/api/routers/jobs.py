@@ -32,6 +32,7 @@ async def get_job(job_id: IdPath, services: ServicesDep, _: ReadDep) -> JobOut:
 async def enqueue_job(body: JobIn, request: Request, services: ServicesDep, _: AdminDep) -> JobOut:
     """Queue a job of a registered kind (unknown kinds are refused with the list of known ones)."""
     trace_id = request.scope.get("state", {}).get("trace_id")
+    services.registry.check(body.kind, body.payload)  # unknown kind, bad payload, refused URL: 422, nothing queued
     res = await asyncio.to_thread(services.queue.enqueue, body.kind, body.payload, dedupe_key=body.dedupe_key,
                                   priority=body.priority, trace_id=trace_id)
     wake = services.extras.get("wake_worker")

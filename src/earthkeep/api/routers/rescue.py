@@ -23,6 +23,7 @@ from earthkeep.rescue import allocation, priority, queries
 from earthkeep.rescue.domain import DISCOVER, RANK, reap_now, rescue_settings
 from earthkeep.rescue.status import status as rescue_status
 from earthkeep.runtime import Services
+from earthkeep.transfer.urls import check_url_offline
 
 router = APIRouter(tags=["rescue"])
 NodeKey = Annotated[ApiKey, Depends(require("node"))]
@@ -95,6 +96,8 @@ def update_ckan(services: ServicesDep, _: AdminKey, body: DiscoverBody | None = 
     """Queue a discovery run (incremental unless ``full``; ``sweep`` also marks vanished datasets gone)."""
     payload = (body or DiscoverBody()).model_dump(exclude_none=True)
     portal = payload.get("portal") or rescue_settings(services).portal
+    if "portal" in payload:  # a user-supplied URL: refused now when it is plainly private, nothing queued
+        check_url_offline(portal, services.settings.transfer.allow_private)
     job = services.queue.enqueue(DISCOVER, payload, dedupe_key=f"{DISCOVER}:{portal}", trace_id=current_trace_id())
     return {"job_id": job.job.id, "created": job.created, "kind": DISCOVER, "payload": payload}
 
