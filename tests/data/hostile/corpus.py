@@ -6,6 +6,7 @@ test_hostile_inputs.py`` sends every one and expects a clear 4xx (or a recorded 
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 
@@ -36,6 +37,7 @@ def deep_json(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
+@functools.cache
 def geojson_cases() -> dict[str, bytes]:
     """Area bodies that must be refused with a 4xx (never stored)."""
     ring = [[36.5, -1.5], [37, -1.5], [37, -1], [36.5, -1], [36.5, -1.5]]
