@@ -68,7 +68,7 @@ export async function mount(root, { params, showError }) {
     const boxes = page.items.filter((i) => i.bbox).map((i) => ({ bbox: i.bbox, label: i.item_id }));
     layer = footprints(map, boxes);
     const key = JSON.stringify(query);
-    if (boxes.length && fitted !== key) { map.fitBounds(layer.getBounds(), { maxZoom: 8 }); fitted = key; }
+    if (boxes.length && fitted !== key) { map.fitBounds(layer.getBounds(), { maxZoom: 8, animate: false }); fitted = key; }
   }
   select.addEventListener("change", () => refresh());
   await refresh();

@@ -32,7 +32,7 @@ export async function mount(root, { params, showError }) {
   const outlines = L.geoJSON(areas, { style: { color: "#f57c00", weight: 1.5, fillOpacity: 0.05 },
     onEachFeature: (f, layer) => layer.bindTooltip(`${f.id} ${f.properties?.name || ""}`)
       .on("click", () => { areaSel.value = f.id; chooseArea(); }) }).addTo(map);
-  if (features.length) map.fitBounds(outlines.getBounds(), { maxZoom: 9 });
+  if (features.length) map.fitBounds(outlines.getBounds(), { maxZoom: 9, animate: false });
   let tiles = null;
   let series = [];
 
@@ -43,7 +43,7 @@ export async function mount(root, { params, showError }) {
     tiles = tileLayer(tj).addTo(map);
     const [w, s, e, n] = tj.bounds;
     const center = L.latLngBounds([s, w], [n, e]).getCenter();
-    map.setView(center, Math.min(Math.max(map.getBoundsZoom(L.latLngBounds([s, w], [n, e])), tj.minzoom), tj.maxzoom));
+    map.setView(center, Math.min(Math.max(map.getBoundsZoom(L.latLngBounds([s, w], [n, e])), tj.minzoom), tj.maxzoom), { animate: false });
   }
 
   function draw() {
