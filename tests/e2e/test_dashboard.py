@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from earthkeep.demo import Demo, emulators, fill, prepare, service, wait_for_work
 from earthkeep.testbed.faults import Fault, FaultInjector
@@ -26,10 +27,8 @@ from earthkeep.testbed.fileserver import create_file_app
 from earthkeep.testbed.runner import serve_app
 from earthkeep.testbed.servers import free_port
 
-playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 PAGES = ("overview", "jobs", "catalog", "forcing", "stations", "granules", "rescue", "nightlights")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium missing: run .ci/install-servers.sh")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,9 @@ def api(demo: Demo) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run .ci/install-servers.sh as root (Debian chromium)")
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
         b.close()
@@ -210,7 +211,8 @@ def test_nightlights_map_draws_tiles_and_the_chart_the_series(watched: Watched, 
     page = watched.open("stations")
     drawn = _chart_drawn(page, "#station-chart")
     assert drawn["points"] > 0 and drawn["ink"] > 0
-    assert page.locator("#stations-map path.leaflet-interactive").count() == len(api.get("/stations").json()["stations"])
+    stations = api.get("/stations").json()["stations"]
+    assert page.locator("#stations-map path.leaflet-interactive").count() == len(stations)
     assert watched.errors == [] and watched.foreign() == []
 
 

@@ -40,6 +40,7 @@ async function show() {
   if (mine !== generation) return;
   current = { name, page, timer: null };
   main.dataset.ready = name;
+  performance.mark(`earthkeep:ready:${name}`); // read by bench/dashboard.py
   stamp();
   schedule(mine);
 }
