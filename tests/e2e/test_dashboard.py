@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -266,3 +268,49 @@ def test_retry_and_cancel_need_a_key(watched: Watched, api: httpx.Client, demo: 
 
 def _assert_in(part: str, whole: str) -> None:
     assert part in whole, whole
+
+
+@pytest.fixture(scope="module")
+def private_api(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second api-only ``earthkeep serve`` on the same catalog with ``EARTHKEEP_PUBLIC_READ=false``."""
+    port = free_port()
+    env = {**os.environ, **demo.env, "EARTHKEEP_API_PORT": str(port), "EARTHKEEP_PUBLIC_READ": "false"}
+    log = (tmp_path_factory.mktemp("private") / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "earthkeep.cli.main", "serve", "--role", "api"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _eventually(lambda: _up(base, proc), timeout=60)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _up(base: str, proc: subprocess.Popen[bytes]) -> None:
+    assert proc.poll() is None, "earthkeep serve --role api exited"
+    try:
+        assert httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.TransportError as exc:
+        raise AssertionError(str(exc)) from exc
+
+
+def test_private_reads_use_the_key_for_data_and_tiles(browser: Any, private_api: str, demo: Demo) -> None:
+    w = Watched(browser, private_api)
+    try:
+        page = w.open("overview")
+        assert "HTTP 401" in page.locator("#error").inner_text()  # reads need a key here: said, not hidden
+        page.fill("#key", demo.keys["admin"])
+        page.click("#key-save")
+        page.wait_for_selector("main[data-ready=overview]")
+        assert not page.locator("#error").is_visible()
+        assert page.locator("#collections [data-collection]").count() > 0
+        page = w.open("nightlights")
+        page.wait_for_function("""() => [...document.querySelectorAll('#nl-map img.leaflet-tile')]
+            .some((i) => (i.dataset.src || '').includes('/tiles/') && i.complete && i.naturalWidth > 0)""",
+                               timeout=15_000)
+        assert w.foreign() == []
+        assert all("401" in e for e in w.errors)  # only the refused reads before the key was typed
+    finally:
+        w.context.close()
