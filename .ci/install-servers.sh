@@ -14,6 +14,8 @@ PACKAGES=(
   redis-server   # redis-server
   aria2          # aria2c, the peer of the download benchmarks
   postgresql-15-postgis-3  # PostGIS for the nightlights areas (used when present)
+  chromium        # /usr/bin/chromium, the headless browser of the dashboard tests (Playwright drives it)
+  chromium-driver # chromedriver, the same version, for WebDriver clients
 )
 
 installed() {

@@ -145,6 +145,15 @@ class ApiSettings(Section):
         description="how long a verified API key is trusted without asking the catalog again (0: every request); "
                     "a revocation by another process takes effect within this time",
     )
+    cors_origins: str = Field(
+        "", max_length=4000, validation_alias=_env("EARTHKEEP_CORS_ORIGINS", "cors_origins"),
+        description="origins allowed to call the API from a browser on another site (comma list, e.g. "
+                    "https://radiantearth.github.io for STAC Browser; * for any); empty: no CORS headers",
+    )
+
+    def cors_origin_list(self) -> list[str]:
+        """``cors_origins`` split on commas, blanks dropped."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
 
 class WorkerSettings(Section):

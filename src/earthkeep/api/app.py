@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from earthkeep import __version__
-from earthkeep.api import errors
+from earthkeep.api import errors, web
 from earthkeep.api.metrics import CatalogCollector
 from earthkeep.api.middleware import HttpMetrics, RequestContext
 from earthkeep.api.routers import health, items, jobs, runs, stac
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 app.state.services.close()
 
     app = FastAPI(
-        title="earthkeep", version=__version__, lifespan=lifespan,
+        title="earthkeep", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Collect, keep and serve environmental data. Write endpoints need an API key "
                     "(`Authorization: Bearer <key>`); create one with `earthkeep keys create --scope admin`.",
     )
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     for router in routers():
         app.include_router(router)
+    web.install(app, settings.api)  # the dashboard at /, offline /docs and /redoc, CORS when configured
     return app
