@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from earthkeep.store.obstore import ObstoreStore
 
 # One check per test: the 422 bodies that do not match the schema would otherwise hide the 5xx of the same operation.
 CHECKS = {"no_5xx": not_a_server_error, "schema": response_schema_conformance}
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = int(os.environ.get("EARTHKEEP_SCHEMATHESIS_EXAMPLES", "8"))  # per operation; raise it for a deeper run
 
 
 @pytest.fixture(autouse=True)
