@@ -87,3 +87,24 @@ def test_out_of_range_numbers_in_writes_are_422(client, method, path, body, name
     r = getattr(client, method)(path, json=body) if body is not None else getattr(client, method)(path)
     _refused(r, name)
     assert client.get("/generator/status").json().get("running") in (False, None)
+
+
+def test_a_station_listed_twice_in_one_request_keeps_its_last_version(client):
+    one = {"id": "DUP1", "name": "first", "latitude": 1.0, "longitude": 2.0}
+    r = client.post("/stations", json=[one, {**one, "name": "second"}])
+    assert r.status_code == 201, r.text
+    assert client.get("/stations/DUP1").json()["name"] == "second"
+
+
+@pytest.mark.parametrize("path", ["/runs?source=%00", "/jobs?kind=%00", "/items?collection=a%00b"])
+def test_a_nul_in_a_query_is_a_400(client, path):
+    r = client.get(path)
+    assert r.status_code == 400 and "NUL" in r.text
+
+
+def test_a_nul_in_a_json_body_is_refused_not_a_500(client):
+    with client.app.state.services.sessions.begin() as s:
+        node_key = create_key(s, "node", ["node"])[1]
+    r = client.post("/nodes/register", headers={"Authorization": f"Bearer {node_key}"},
+                    json={"capacity_bytes": 0, "name": "0", "meta": {"\u0000": None}})
+    assert r.status_code < 500, r.text  # SQLite keeps it; PostgreSQL's text cannot hold NUL: a 422 there

@@ -13,6 +13,7 @@ from earthkeep.api import errors, web
 from earthkeep.api.metrics import CatalogCollector
 from earthkeep.api.middleware import HttpMetrics, RequestContext
 from earthkeep.api.routers import health, items, jobs, runs, stac
+from earthkeep.api.schemas import ErrorOut
 from earthkeep.config import Settings, load_settings
 from earthkeep.runtime import Services
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     app = FastAPI(
         title="earthkeep", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        responses={422: {"model": ErrorOut, "description": "a parameter or the body is invalid (named in detail)"}},
         description="Collect, keep and serve environmental data. Write endpoints need an API key "
                     "(`Authorization: Bearer <key>`); create one with `earthkeep keys create --scope admin`.",
     )

@@ -6,6 +6,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from earthkeep import errors as e
 from earthkeep.logs import current_trace_id
@@ -48,7 +49,8 @@ async def _earthkeep(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": list(err.get("loc", [])), "msg": err.get("msg")} for err in exc.errors()]
+    detail = [{"loc": list(err.get("loc", [])), "msg": err.get("msg"), "type": err.get("type")}
+              for err in exc.errors()]
     return JSONResponse(_body("InvalidInput", detail), status_code=422)
 
 
@@ -56,6 +58,14 @@ async def _overflow(request: Request, exc: Exception) -> JSONResponse:
     """A number too large for a column or a C type that a parameter bound missed: the caller's fault."""
     log.warning("api.overflow", path=request.url.path, error=str(exc))
     return JSONResponse(_body("InvalidInput", f"a number in the request is out of range: {exc}"), status_code=422)
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused a value (NUL in text, a number out of range): the request's fault, not ours."""
+    assert isinstance(exc, DataError)
+    log.info("api.data_error", path=request.url.path, error=str(exc.orig).splitlines()[0] if exc.orig else "")
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig else "a value the database cannot hold"
+    return JSONResponse(_body("InvalidInput", f"a value in the request cannot be stored: {first}"), status_code=422)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -67,4 +77,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.EarthkeepError, _earthkeep)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(OverflowError, _overflow)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,6 +8,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ErrorOut(BaseModel):
+    """Every error the API answers (outside /stac): what kind, the details, the trace id to quote."""
+
+    error: str = Field(description="InvalidInput, NotFound, Conflict, Unauthorized, Forbidden, PayloadTooLarge, ...")
+    detail: str | list[dict[str, Any]] = Field(
+        description="a sentence, or for request validation one entry per bad parameter: {loc, msg, type}")
+    trace_id: str | None = None
+
+
 class AssetOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     name: str

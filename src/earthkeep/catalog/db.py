@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from earthkeep.errors import Conflict, EarthkeepError, SourceUnavailable
+from earthkeep.errors import Conflict, EarthkeepError, InvalidInput, SourceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +111,8 @@ def translate_errors(what: str = "catalog") -> Iterator[None]:
         raise
     except exc.IntegrityError as e:
         raise Conflict(f"{what}: {_first_line(e.orig)}") from e
+    except exc.DataError as e:  # a value the column cannot hold: NUL in text, a number out of range, ...
+        raise InvalidInput(f"{what}: {_first_line(e.orig)}") from e
     except (exc.OperationalError, exc.InterfaceError) as e:
         if _is_connection_error(e):
             raise SourceUnavailable(

@@ -19,8 +19,13 @@ from earthkeep.ingest.tables import StationRow
 
 
 def upsert_stations(session: Session, stations: Iterable[Station]) -> int:
-    """Register stations (name, location and elevation are updated when the id exists)."""
-    rows = [s.model_dump() | {"created_at": utcnow()} for s in stations]
+    """Register stations (name, location and elevation are updated when the id exists).
+
+    An id given twice in one call keeps its last version (one row per id and statement, as PostgreSQL's
+    ``ON CONFLICT DO UPDATE`` requires).
+    """
+    latest = {s.id: s for s in stations}
+    rows = [s.model_dump() | {"created_at": utcnow()} for s in latest.values()]
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
