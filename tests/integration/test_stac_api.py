@@ -122,8 +122,10 @@ def test_landing_page_links_and_conformance(client):
     landing = r.json()
     assert core_errors(landing) == []
     rels = {(link["rel"], link.get("method")): link for link in landing["links"]}
-    assert rels[("service-desc", None)]["href"].endswith("/openapi.json")
-    assert rels[("service-desc", None)]["type"] == "application/vnd.oai.openapi+json;version=3.0"
+    desc = client.get(rels[("service-desc", None)]["href"])
+    assert desc.headers["content-type"] == rels[("service-desc", None)]["type"]
+    assert rels[("service-desc", None)]["type"] == "application/vnd.oai.openapi+json;version=3.1"
+    assert desc.json()["openapi"].startswith("3.1") and "/stac/search" in desc.json()["paths"]
     assert rels[("service-doc", None)]["href"].endswith("/docs")
     for rel in ("self", "root", "conformance", "data"):
         assert (rel, None) in rels
@@ -134,7 +136,6 @@ def test_landing_page_links_and_conformance(client):
     assert conf == landing["conformsTo"]
     assert "https://api.stacspec.org/v1.0.0/item-search#sort" in conf
     assert not any("filter" in c or "browseable" in c or "query" in c for c in conf)
-    assert client.get("/openapi.json").status_code == 200
 
 
 def test_collections_are_valid_stac_1_1(client):
@@ -259,7 +260,7 @@ BAD_QUERIES = [
     {"sortby": "-cloud_cover"}, {"query": '{"x": {"eq": 1}}'}, {"filter": "id = 'a'"}, {"token": "%%%"},
 ]
 BAD_BODIES = [
-    {"bbox": [1, 2, 3]}, {"bbox": "0,0,1,1"}, {"collections": "gfs-wind"}, {"datetime": "2024-13-01T00:00:00Z"},
+    {"bbox": [1, 2, 3]}, {"bbox": "0,0,1,1"}, {"collections": [1]}, {"datetime": "2024-13-01T00:00:00Z"},
     {"limit": -1}, {"limit": "ten"}, {"fields": None}, {"fields": {"include": "id"}}, {"fields": {"only": []}},
     {"sortby": "id"}, {"sortby": [{"field": "id", "direction": "up"}]}, {"intersects": {"type": "Point"}},
     {"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}}, {"query": {}}, {"filter": {}},
@@ -321,18 +322,26 @@ def test_fields_include_and_exclude(client):
         assert r.status_code == 200, r.text
         return r.json()["features"][0]
 
+    always = {"type", "id", "collection", "links"}
     default = first({"fields": "", "ids": "gfs-000"})
     assert set(default) == {"type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties"}
     assert set(default["properties"]) == {"datetime"}
     assert first(body={"fields": {}, "ids": ["gfs-000"]}) == default
-    assert set(first({"fields": "id", "ids": "gfs-000"})) == {"id"}
-    assert set(first(body={"fields": {"include": ["properties.earthkeep:kind"]}, "ids": ["gfs-000"]})) == {"properties"}
-    dropped = first({"fields": "-geometry,-properties.earthkeep:source", "ids": "gfs-000"})
-    assert "geometry" not in dropped and "earthkeep:source" not in dropped["properties"]
-    assert "earthkeep:kind" in dropped["properties"] and "assets" in dropped
-    both = first(body={"fields": {"include": ["id", "properties"], "exclude": ["properties.earthkeep:source"]},
-                       "ids": ["gfs-000"]})
-    assert set(both) == {"id", "properties"} and "earthkeep:source" not in both["properties"]
+    assert first(body={"fields": {"include": None, "exclude": None}, "ids": ["gfs-000"]}) == default
+    assert set(first({"fields": "id", "ids": "gfs-000"})) == always
+    assert set(first({"fields": "+bbox", "ids": "gfs-000"})) == always | {"bbox"}
+    kind = first(body={"fields": {"include": ["properties.earthkeep:kind"]}, "ids": ["gfs-000"]})
+    assert set(kind) == always | {"properties"} and kind["properties"] == {"earthkeep:kind": "wind"}
+    full = first({"ids": "gfs-000"})
+    dropped = first({"fields": "-geometry,-properties.earthkeep:source", "ids": "gfs-000"})  # the whole item, less
+    assert set(dropped) == set(full) - {"geometry"}
+    assert set(dropped["properties"]) == set(full["properties"]) - {"earthkeep:source"}
+    from_defaults = first(body={"fields": {"include": [], "exclude": ["geometry"]}, "ids": ["gfs-000"]})
+    assert set(from_defaults) == set(default) - {"geometry"}
+    nested = first(body={"fields": {"include": ["properties.earthkeep:kind"], "exclude": ["properties"]},
+                         "ids": ["gfs-000"]})
+    assert nested["properties"] == {"earthkeep:kind": "wind"}
+    assert set(first({"fields": "+geometry,-geometry", "ids": "gfs-000"})) == always | {"geometry"}
 
 
 # ------------------------------------------------------------ pystac-client over loopback
@@ -358,6 +367,30 @@ def test_pystac_client_end_to_end(base_url, client):
     assert [i.id for i in api.search(collections=["gfs-wind"], sortby="-datetime", limit=2).items()] == [
         f"gfs-{i:03d}" for i in reversed(range(6))]
     dicts = list(api.search(ids=["gfs-000"], fields=["id", "-geometry"]).items_as_dicts())
-    assert dicts == [{"id": "gfs-000"}]
+    assert [set(d) for d in dicts] == [{"type", "id", "collection", "links"}]
     search = api.search(collections=["gfs-wind"], limit=2)
     assert search.matched() == 6 and len(list(search.pages())) == 3
+
+
+# ------------------------------------------------------------ stac-api-validator, offline
+
+CLAIMED = ["core", "collections", "features", "item-search", "item-search#sort", "item-search#fields"]
+#: Hosts of the JSON schemas stac-validator and stac-check fetch for each Collection and Item. Offline
+#: they fail; pystac bundles only the core 1.1.0 schemas (checked above with core_errors), not the
+#: file extension's, and the validator has no setting to point it at a local copy.
+SCHEMA_HOSTS = ("schemas.stacspec.org", "stac-extensions.github.io")
+
+
+@pytest.mark.filterwarnings("ignore:get_all_items is deprecated")  # the validator's own use of pystac
+def test_stac_api_validator_passes_every_claimed_class_but_the_remote_schema_checks(base_url):
+    from stac_api_validator.validations import QueryConfig, validate_api
+
+    _warnings, errors = validate_api(
+        root_url=f"{base_url}/stac", ccs_to_validate=CLAIMED, collection="gfs-wind",
+        geometry=json.dumps({"type": "Polygon", "coordinates": [[[0, 40], [20, 40], [20, 60], [0, 60], [0, 40]]]}),
+        auth_bearer_token=None, auth_query_parameter=None, fields_nested_property="properties.earthkeep:kind",
+        validate_pagination=True, query_config=QueryConfig(*([None] * 13)), transaction_collection=None,
+        headers={}, stac_check_config=None)
+    blocked = [e for e in errors if any(h in e for h in SCHEMA_HOSTS)]
+    assert [e for e in errors if e not in blocked] == []
+    assert all("validation" in e or "not a valid STAC object" in e for e in blocked)

@@ -96,12 +96,15 @@ def parse_limit(value: Any) -> int:
 
 
 def _bbox(values: Sequence[Any]) -> BBox:
+    """4 numbers, or 6 (with min and max elevation, which items do not have: ignored)."""
+    if len(values) == 6:
+        values = [values[0], values[1], values[3], values[4]]
     if len(values) != 4 or any(isinstance(v, bool) or not isinstance(v, int | float | str) for v in values):
-        raise InvalidInput("bbox: give 4 numbers: west,south,east,north")
+        raise InvalidInput("bbox: give 4 numbers: west,south,east,north (or 6, with elevations)")
     try:
         return check_bbox([float(v) for v in values])
     except ValueError:
-        raise InvalidInput("bbox: give 4 numbers: west,south,east,north") from None
+        raise InvalidInput("bbox: give 4 numbers: west,south,east,north (or 6, with elevations)") from None
     except InvalidInput as exc:
         raise InvalidInput(f"bbox: {exc}") from exc
 
@@ -147,14 +150,16 @@ def _sortby_json(value: Any) -> list[tuple[str, bool]]:
 
 
 def _fields_text(value: str) -> Fields:
+    """``id,+bbox,-properties.x``; no include at all keeps the whole item less the excludes."""
     include, exclude = [], []
     for part in (p.strip() for p in value.split(",")):
         if part:
             (exclude if part.startswith("-") else include).append(part.lstrip("+-"))
-    return Fields(tuple(include), tuple(exclude))
+    return Fields(tuple(include) if include or not exclude else None, tuple(exclude))
 
 
 def _fields_json(value: Any) -> Fields:
+    """``{"include": [...], "exclude": [...]}``; ``include`` given as null or [] means the defaults."""
     if not isinstance(value, dict):
         raise InvalidInput("fields: give an object {\"include\": [...], \"exclude\": [...]}")
     _refuse_unknown(list(value), ("include", "exclude"), "fields")
@@ -164,10 +169,13 @@ def _fields_json(value: Any) -> Fields:
         if not isinstance(v, list) or not all(isinstance(p, str) for p in v):
             raise InvalidInput(f"fields: {key} must be a list of field names")
         lists.append(tuple(v))
-    return Fields(*lists)
+    return Fields(lists[0] if "include" in value else None, lists[1])
 
 
 def _names(value: Any, name: str) -> tuple[str, ...]:
+    """A list of names; a comma-separated string is taken too (some clients send one)."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise InvalidInput(f"{name}: give a list of names")
     return tuple(value)
@@ -209,7 +217,7 @@ def from_body(body: Mapping[str, Any]) -> SearchParams:
     if "token" in b and not isinstance(b["token"], str):
         raise InvalidInput("token: give the string from the 'next' link")
     if "bbox" in b and not isinstance(b["bbox"], list):
-        raise InvalidInput("bbox: give 4 numbers: west,south,east,north")
+        raise InvalidInput("bbox: give 4 numbers: west,south,east,north (or 6, with elevations)")
     start, end = parse_datetime(b["datetime"]) if "datetime" in b else (None, None)
     return SearchParams(
         collections=_names(b["collections"], "collections") if "collections" in b else (),

@@ -23,13 +23,20 @@ GEOJSON = "application/geo+json"
 RENAMED = {"data_type": "earthkeep:kind"}
 #: What ``fields`` given empty returns (STAC API fields extension).
 DEFAULT_FIELDS = ("type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime")
+#: Kept with any ``include`` so that a reduced item still says what it is and where it lives.
+ALWAYS = ("type", "id", "collection", "links")
 
 
 @dataclass(frozen=True)
 class Fields:
-    """The fields extension: dotted paths to keep (``include``) and to drop (``exclude``)."""
+    """The fields extension: dotted paths to keep (``include``) and to drop (``exclude``).
 
-    include: Sequence[str] = ()
+    ``include=None`` (not given) keeps the whole item, less ``exclude`` (the defaults if that is
+    empty too); an empty ``include`` keeps the defaults; a non-empty one keeps those paths and
+    :data:`ALWAYS`.
+    """
+
+    include: Sequence[str] | None = None
     exclude: Sequence[str] = ()
 
 
@@ -119,15 +126,31 @@ def collection_to_stac(name: str, count: int, extent: dict[str, Any], base_url: 
 
 
 def select_fields(feature: dict[str, Any], fields: Fields | None) -> dict[str, Any]:
-    """Apply the fields extension: ``None`` keeps all; empty keeps the defaults; include, then exclude."""
+    """Apply the fields extension (``None`` keeps everything); see :class:`Fields`.
+
+    A path both included and excluded is kept, and so is an included path inside an excluded one.
+    """
     if fields is None:
         return feature
-    include = list(fields.include) or ([] if fields.exclude else list(DEFAULT_FIELDS))
-    out = _pick(feature, include) if include else copy.deepcopy(feature)
+    explicit = list(fields.include or ())
+    if fields.include is None and fields.exclude:
+        out = copy.deepcopy(feature)
+    else:
+        out = _pick(feature, [*ALWAYS, *explicit] if explicit else list(DEFAULT_FIELDS))
     for path in fields.exclude:
-        if path not in include:  # a path both included and excluded is included
-            _drop(out, path.split("."))
+        if path in explicit:
+            continue
+        _drop(out, path.split("."))
+        _merge(out, _pick(feature, [p for p in explicit if p.startswith(path + ".")]))
     return out
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
 
 
 def _pick(feature: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:

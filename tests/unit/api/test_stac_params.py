@@ -41,9 +41,14 @@ def test_sortby_and_fields_in_both_forms():
     q = from_query(QueryParams("sortby=-properties.datetime, id&fields=id,-properties.x,+bbox"))
     assert q.sortby == [("datetime", True), ("id", False)]
     assert q.fields == Fields(("id", "bbox"), ("properties.x",))
+    assert from_query(QueryParams("fields=-geometry")).fields == Fields(None, ("geometry",))  # all, less geometry
+    assert from_query(QueryParams("fields=")).fields == Fields((), ())  # the defaults
     b = from_body({"sortby": [{"field": "collection", "direction": "desc"}, {"field": "id"}],
                    "fields": {"include": ["id"], "exclude": None}})
     assert b.sortby == [("collection", True), ("id", False)] and b.fields == Fields(("id",), ())
+    assert from_body({"fields": {"exclude": ["geometry"]}}).fields == Fields(None, ("geometry",))
+    assert from_body({"fields": {"include": None, "exclude": ["geometry"]}}).fields == Fields((), ("geometry",))
+    assert from_body({"collections": "a,b"}).collections == ("a", "b")
 
 
 def test_unknown_parameters_are_named():

@@ -35,7 +35,7 @@ CONFORMANCE = [
     f"{API}/item-search#sort", f"{API}/item-search#fields", f"{OGC}/core", f"{OGC}/geojson",
 ]
 JSON = "application/json"
-OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes OpenAPI 3.1
 CODES = {400: "InvalidParameterValue", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}
 
 
@@ -94,12 +94,18 @@ def landing(request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]
         "description": "Environmental data kept by earthkeep.", "conformsTo": CONFORMANCE,
         "links": [
             _link("self", f"{base}/stac"), _link("root", f"{base}/stac"),
-            _link("service-desc", f"{base}/openapi.json", OPENAPI), _link("service-doc", f"{base}/docs", "text/html"),
+            _link("service-desc", f"{base}/stac/api", OPENAPI), _link("service-doc", f"{base}/docs", "text/html"),
             _link("conformance", f"{base}/stac/conformance"), _link("data", f"{base}/stac/collections"),
             _link("search", f"{base}/stac/search", GEOJSON, method="GET"),
             _link("search", f"{base}/stac/search", GEOJSON, method="POST"), *children,
         ],
     }
+
+
+@router.get("/api", include_in_schema=False)
+def service_desc(request: Request, _: ReadDep) -> JSONResponse:
+    """The API's OpenAPI document (as ``/openapi.json``) under the media type STAC clients ask for."""
+    return JSONResponse(request.app.openapi(), media_type=OPENAPI)
 
 
 @router.get("/conformance", summary="The conformance classes this API implements")
