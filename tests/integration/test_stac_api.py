@@ -1,4 +1,4 @@
-"""The STAC API (core, collections, OGC Features, item search, sort, fields) on SQLite and PostgreSQL.
+"""The STAC API (core, collections, OGC Features, item search, sort, fields, filter) on SQLite and PostgreSQL.
 
 Items of every domain are recorded the way the domains record them; ``pystac-client`` talks to the
 app served on loopback; every item and collection is checked against pystac's bundled STAC 1.1.0
@@ -135,7 +135,8 @@ def test_landing_page_links_and_conformance(client):
     conf = client.get("/stac/conformance").json()["conformsTo"]
     assert conf == landing["conformsTo"]
     assert "https://api.stacspec.org/v1.0.0/item-search#sort" in conf
-    assert not any("filter" in c or "browseable" in c or "query" in c for c in conf)
+    assert "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2" in conf
+    assert not any("browseable" in c or "query" in c or "spatial-operators" in c for c in conf)
 
 
 def test_collections_are_valid_stac_1_1(client):
@@ -257,13 +258,16 @@ BAD_QUERIES = [
     {"datetime": "2024-02-01T00:00:00Z/2024-01-01T00:00:00Z"}, {"datetime": "1985-04-12T23:20:50,52Z"},
     {"limit": "0"}, {"limit": "x"}, {"intersects": "{not json"}, {"intersects": '{"type": "Circle"}'},
     {"bbox": "0,0,1,1", "intersects": '{"type": "Point", "coordinates": [0, 0]}'},
-    {"sortby": "-cloud_cover"}, {"query": '{"x": {"eq": 1}}'}, {"filter": "id = 'a'"}, {"token": "%%%"},
+    {"sortby": "-cloud_cover"}, {"query": '{"x": {"eq": 1}}'}, {"token": "%%%"},
+    {"filter": "id = "}, {"filter": "casei(id) = 'a'"}, {"filter": "id = 'a'", "filter-lang": "cql3"},
+    {"filter": "id = 'a'", "filter-crs": "EPSG:3857"}, {"filter-lang": "cql2-text"},
 ]
 BAD_BODIES = [
     {"bbox": [1, 2, 3]}, {"bbox": "0,0,1,1"}, {"collections": [1]}, {"datetime": "2024-13-01T00:00:00Z"},
     {"limit": -1}, {"limit": "ten"}, {"fields": None}, {"fields": {"include": "id"}}, {"fields": {"only": []}},
     {"sortby": "id"}, {"sortby": [{"field": "id", "direction": "up"}]}, {"intersects": {"type": "Point"}},
     {"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}}, {"query": {}}, {"filter": {}},
+    {"filter": {"op": "teleport", "args": [1]}}, {"filter": "id = 'a'", "filter-lang": "cql2-json"},
 ]
 
 
@@ -344,6 +348,48 @@ def test_fields_include_and_exclude(client):
     assert set(first({"fields": "+geometry,-geometry", "ids": "gfs-000"})) == always | {"geometry"}
 
 
+# ------------------------------------------------------------ filter (CQL2)
+
+
+def test_filter_text_and_json_on_stac_names(client):
+    def both(text: str, tree: dict[str, Any], **more: Any) -> list[str]:
+        g = client.get("/stac/search", params={"filter": text, **more})
+        p = client.post("/stac/search", json={"filter": tree, **more})
+        assert g.status_code == p.status_code == 200, (g.text, p.text)
+        assert ids(g.json()) == ids(p.json()) and g.json()["numberMatched"] == len(ids(g.json()))
+        return ids(g.json())
+
+    assert both("earthkeep:kind = 'ocean_currents'",
+                {"op": "=", "args": [{"property": "earthkeep:kind"}, "ocean_currents"]}) == ["cur-0", "cur-1", "cur-2"]
+    assert both("collection = 'gfs-wind' AND datetime >= TIMESTAMP('2024-03-01T09:00:00Z')",
+                {"op": "and", "args": [
+                    {"op": "=", "args": [{"property": "collection"}, "gfs-wind"]},
+                    {"op": ">=", "args": [{"property": "datetime"}, {"timestamp": "2024-03-01T09:00:00Z"}]}]}
+                ) == ["gfs-003", "gfs-004", "gfs-005"]
+    assert both("earthkeep:area_id = 1 OR id = 'SVM01_npp_1'",
+                {"op": "or", "args": [{"op": "=", "args": [{"property": "earthkeep:area_id"}, 1]},
+                                      {"op": "=", "args": [{"property": "id"}, "SVM01_npp_1"]}]}
+                ) == ["area-1-2024-01", "area-1-2024-02", "SVM01_npp_1"]
+    # a property the items lack: unknown, so nothing matches, and no error
+    assert both("eo:cloud_cover < 10", {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}) == []
+    assert len(both("eo:cloud_cover IS NULL", {"op": "isNull", "args": [{"property": "eo:cloud_cover"}]})) == 13
+    text = client.post("/stac/search", json={"filter": "id = 'cur-1'", "filter-lang": "cql2-text"}).json()
+    assert ids(text) == ["cur-1"]
+    queryables = client.get("/stac/queryables")
+    assert queryables.headers["content-type"].startswith("application/schema+json")
+    assert queryables.json()["$id"].endswith("/stac/queryables") and queryables.json()["type"] == "object"
+
+
+def test_filter_pages_stay_full(client):
+    seen, url, params = [], "/stac/search", {"filter": "NOT collection = 'granules'", "limit": 2}
+    while url:
+        body = client.get(url, params=params).json()
+        assert body["numberMatched"] == 11 and len(body["features"]) in (1, 2)
+        seen += ids(body)
+        url, params = next((link["href"] for link in body["links"] if link["rel"] == "next"), None), None
+    assert len(seen) == 11 and not any(i.startswith("SVM01") for i in seen)
+
+
 # ------------------------------------------------------------ pystac-client over loopback
 
 
@@ -368,13 +414,16 @@ def test_pystac_client_end_to_end(base_url, client):
         f"gfs-{i:03d}" for i in reversed(range(6))]
     dicts = list(api.search(ids=["gfs-000"], fields=["id", "-geometry"]).items_as_dicts())
     assert [set(d) for d in dicts] == [{"type", "id", "collection", "links"}]
+    assert [i.id for i in api.search(filter="earthkeep:kind = 'wind' AND id <> 'gfs-000'", limit=2).items()] == [
+        f"gfs-{i:03d}" for i in range(1, 6)]
+    assert [i.id for i in api.search(filter={"op": "=", "args": [{"property": "id"}, "cur-2"]}).items()] == ["cur-2"]
     search = api.search(collections=["gfs-wind"], limit=2)
     assert search.matched() == 6 and len(list(search.pages())) == 3
 
 
 # ------------------------------------------------------------ stac-api-validator, offline
 
-CLAIMED = ["core", "collections", "features", "item-search", "item-search#sort", "item-search#fields"]
+CLAIMED = ["core", "collections", "features", "item-search", "item-search#sort", "item-search#fields", "filter"]
 #: Hosts of the JSON schemas stac-validator and stac-check fetch for each Collection and Item. Offline
 #: they fail; pystac bundles only the core 1.1.0 schemas (checked above with core_errors), not the
 #: file extension's, and the validator has no setting to point it at a local copy.

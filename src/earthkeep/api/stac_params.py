@@ -13,15 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import cql2
 from starlette.datastructures import QueryParams
 
+from earthkeep.catalog.filters import check_crs, parse_filter
 from earthkeep.catalog.items import SORT_FIELDS, BBox, check_bbox, check_geometry
 from earthkeep.catalog.stac import Fields
 from earthkeep.errors import InvalidInput
 
 MAX_LIMIT = 1000  # larger limits are capped to this, never refused
 DEFAULT_LIMIT = 100
-SEARCH_PARAMS = ("collections", "ids", "bbox", "intersects", "datetime", "limit", "token", "sortby", "fields")
+SEARCH_PARAMS = ("collections", "ids", "bbox", "intersects", "datetime", "limit", "token", "sortby", "fields",
+                 "filter", "filter-lang", "filter-crs")
 ITEMS_PARAMS = ("bbox", "datetime", "limit", "token", "sortby", "fields")
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 
@@ -40,6 +43,7 @@ class SearchParams:
     token: str | None = None
     sortby: Sequence[tuple[str, bool]] = ()
     fields: Fields | None = None
+    filter: cql2.Expr | None = None
     raw: dict[str, Any] = field(default_factory=dict)  # the POST body, for the next link
 
 
@@ -181,6 +185,19 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _filter(given: Mapping[str, Any]) -> cql2.Expr | None:
+    """``filter`` with ``filter-lang`` (cql2-text for text, cql2-json for an object) and ``filter-crs``."""
+    lang, crs = given.get("filter-lang"), given.get("filter-crs")
+    if not isinstance(lang, str | None) or not isinstance(crs, str | None):
+        raise InvalidInput("filter-lang, filter-crs: give strings")
+    check_crs(crs)
+    if "filter" not in given:
+        if lang is not None:
+            raise InvalidInput("filter-lang: given without a filter")
+        return None
+    return parse_filter(given["filter"], lang)
+
+
 def from_query(query: QueryParams, allowed: Sequence[str] = SEARCH_PARAMS) -> SearchParams:
     """A GET search: comma-separated lists, ``intersects`` as GeoJSON text, ``sortby=-datetime,id``."""
     _refuse_unknown(list(query.keys()), allowed, "query")
@@ -200,7 +217,7 @@ def from_query(query: QueryParams, allowed: Sequence[str] = SEARCH_PARAMS) -> Se
         bbox=_bbox(q["bbox"].split(",")) if "bbox" in q else None, intersects=intersects, start=start, end=end,
         limit=parse_limit(q["limit"]) if "limit" in q else DEFAULT_LIMIT, token=q.get("token") or None,
         sortby=_sortby_text(q["sortby"]) if q.get("sortby") else (),
-        fields=_fields_text(q["fields"]) if "fields" in q else None,
+        fields=_fields_text(q["fields"]) if "fields" in q else None, filter=_filter(q),
     )
 
 
@@ -226,5 +243,5 @@ def from_body(body: Mapping[str, Any]) -> SearchParams:
         intersects=_geometry(b["intersects"]) if "intersects" in b else None, start=start, end=end,
         limit=parse_limit(b["limit"]) if "limit" in b else DEFAULT_LIMIT, token=b.get("token"),
         sortby=_sortby_json(b["sortby"]) if "sortby" in b else (),
-        fields=_fields_json(b["fields"]) if "fields" in b else None, raw=dict(body),
+        fields=_fields_json(b["fields"]) if "fields" in b else None, filter=_filter(b), raw=dict(body),
     )

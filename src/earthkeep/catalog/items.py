@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,7 @@ class ItemQuery:
     ids: Sequence[str] = ()
     intersects: dict[str, Any] | None = None
     sortby: Sequence[tuple[str, bool]] = ()  # (field of SORT_FIELDS, descending)
+    matches: Callable[[Item], bool] | None = None  # a further test of each candidate (a STAC filter)
 
 
 @dataclass
@@ -145,19 +146,20 @@ def find_asset(session: Session, store_key: str) -> Asset | None:
 def search_items(session: Session, query: ItemQuery) -> ItemPage:
     """Items matching the filters in ``sortby`` order (then catalog order), with a cursor to the next page.
 
-    ``intersects`` is tested exactly (shapely) on each item's footprint after a bbox prefilter in SQL;
-    candidates are read in rounds until the page is full, so pages stay full and cursors exact.
+    ``intersects`` is tested exactly (shapely) on each item's footprint after a bbox prefilter in SQL,
+    and ``matches`` on each candidate; candidates are read in rounds until the page is full, so pages
+    stay full and cursors exact.
     """
     keys = _sort_keys(query.sortby)
     stmt = select(Item).where(*_filters(query)).order_by(
         *[(k.desc() if desc else k.asc()) for k, desc in keys], Item.pk.asc())
     after = _decode_after(query.cursor, query.sortby)
-    geom = check_geometry(query.intersects) if query.intersects is not None else None
-    batch = query.limit + 1 if geom is None else max(query.limit + 1, _SCAN)
+    keep = _postfilter(query)
+    batch = query.limit + 1 if keep is None else max(query.limit + 1, _SCAN)
     found: list[Item] = []
     while len(found) <= query.limit:
         rows = list(session.scalars(stmt.where(*_after(keys, after)).limit(batch)))
-        found += [r for r in rows if geom is None or _touches(geom, r)]
+        found += [r for r in rows if keep is None or keep(r)]
         if len(rows) < batch:
             break
         after = _key_values(query.sortby, rows[-1])
@@ -168,13 +170,26 @@ def search_items(session: Session, query: ItemQuery) -> ItemPage:
 
 
 def count_items(session: Session, query: ItemQuery) -> int:
-    """How many items match ``query`` (all pages); exact for ``intersects`` too."""
+    """How many items match ``query`` (all pages); exact for ``intersects`` and ``matches`` too."""
+    if query.matches is not None:
+        keep = _postfilter(query)
+        rows = session.scalars(select(Item).where(*_filters(query)).execution_options(yield_per=_SCAN))
+        return sum(1 for r in rows if keep is None or keep(r))
     if query.intersects is None:
         return int(session.scalar(select(func.count()).select_from(Item).where(*_filters(query))) or 0)
     geom = check_geometry(query.intersects)
     rows = session.execute(select(Item.geometry, Item.west, Item.south, Item.east, Item.north)
                            .where(*_filters(query)))
     return sum(1 for g, w, s, e, n in rows if geom.intersects(_footprint(g, (w, s, e, n))))
+
+
+def _postfilter(query: ItemQuery) -> Callable[[Item], bool] | None:
+    """The tests SQL cannot do: the exact ``intersects`` and ``matches``; ``None`` if there are none."""
+    geom = check_geometry(query.intersects) if query.intersects is not None else None
+    matches = query.matches
+    if geom is None and matches is None:
+        return None
+    return lambda item: (geom is None or _touches(geom, item)) and (matches is None or matches(item))
 
 
 def _filters(q: ItemQuery) -> list[ColumnElement[bool]]:

@@ -52,7 +52,7 @@ def test_sortby_and_fields_in_both_forms():
 
 
 def test_unknown_parameters_are_named():
-    with pytest.raises(InvalidInput, match=r"^filter, query: unsupported"):
-        from_query(QueryParams("query=x&filter=y&limit=1"))
+    with pytest.raises(InvalidInput, match=r"^prev, query: unsupported"):
+        from_query(QueryParams("query=x&prev=y&limit=1"))
     with pytest.raises(InvalidInput, match=r"^conf: unsupported"):
         from_body({"conf": {}})

@@ -1,4 +1,4 @@
-"""A STAC API over the catalog: core, collections, OGC API Features, item search, sort, fields.
+"""A STAC API over the catalog: core, collections, OGC API Features, item search, sort, fields, filter.
 
 Errors under ``/stac`` use the STAC API form ``{"code": ..., "description": ...}`` (400 for a bad
 parameter, 404 for a missing collection or item); :class:`StacRoute` does that for this router
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from earthkeep.api.deps import ReadDep, SessionDep
 from earthkeep.api.errors import status_for
 from earthkeep.api.stac_params import ITEMS_PARAMS, SearchParams, from_body, from_query
+from earthkeep.catalog.filters import matcher, queryables
 from earthkeep.catalog.items import ItemQuery, collection_extents, count_items, get_item, search_items
 from earthkeep.catalog.stac import GEOJSON, STAC_VERSION, collection_to_stac, iso, item_to_stac, select_fields
 from earthkeep.errors import EarthkeepError, InvalidInput, NotFound
@@ -29,10 +30,14 @@ log = structlog.get_logger(__name__)
 
 API = "https://api.stacspec.org/v1.0.0"
 OGC = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf"
+CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf"
+QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 #: Only what is implemented in full (tests/integration/test_stac_api.py checks each).
 CONFORMANCE = [
     f"{API}/core", f"{API}/collections", f"{API}/ogcapi-features", f"{API}/item-search",
     f"{API}/item-search#sort", f"{API}/item-search#fields", f"{OGC}/core", f"{OGC}/geojson",
+    f"{API}/item-search#filter", "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    f"{CQL2}/cql2-text", f"{CQL2}/cql2-json", f"{CQL2}/basic-cql2",
 ]
 JSON = "application/json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes OpenAPI 3.1
@@ -97,7 +102,8 @@ def landing(request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]
             _link("service-desc", f"{base}/stac/api", OPENAPI), _link("service-doc", f"{base}/docs", "text/html"),
             _link("conformance", f"{base}/stac/conformance"), _link("data", f"{base}/stac/collections"),
             _link("search", f"{base}/stac/search", GEOJSON, method="GET"),
-            _link("search", f"{base}/stac/search", GEOJSON, method="POST"), *children,
+            _link("search", f"{base}/stac/search", GEOJSON, method="POST"),
+            _link(QUERYABLES, f"{base}/stac/queryables", "application/schema+json"), *children,
         ],
     }
 
@@ -106,6 +112,11 @@ def landing(request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]
 def service_desc(request: Request, _: ReadDep) -> JSONResponse:
     """The API's OpenAPI document (as ``/openapi.json``) under the media type STAC clients ask for."""
     return JSONResponse(request.app.openapi(), media_type=OPENAPI)
+
+
+@router.get("/queryables", summary="What a search filter can name (JSON Schema)")
+def search_queryables(request: Request, _: ReadDep) -> JSONResponse:
+    return JSONResponse(queryables(f"{_base(request)}/stac/queryables"), media_type="application/schema+json")
 
 
 @router.get("/conformance", summary="The conformance classes this API implements")
@@ -140,13 +151,15 @@ def collection(name: str, request: Request, session: SessionDep, _: ReadDep) -> 
 
 def _item_collection(request: Request, session: Session, p: SearchParams,
                      next_link: Callable[[str], dict[str, Any]]) -> GeoJSONResponse:
+    base = _base(request)
+    test = matcher(p.filter) if p.filter is not None else None
     q = ItemQuery(start=p.start, end=p.end, bbox=p.bbox, limit=p.limit, cursor=p.token, collections=p.collections,
-                  ids=p.ids, intersects=p.intersects, sortby=p.sortby)
+                  ids=p.ids, intersects=p.intersects, sortby=p.sortby,
+                  matches=(lambda item: test(item_to_stac(item, base))) if test else None)
     try:
         page = search_items(session, q)
     except InvalidInput as exc:  # the parameters are checked already: what is left is the cursor
         raise InvalidInput(f"token: {exc}") from exc
-    base = _base(request)
     features = [select_fields(item_to_stac(i, base), p.fields) for i in page.items]
     links = [_link("self", str(request.url), GEOJSON), _link("root", f"{base}/stac")]
     if page.next_cursor:
@@ -161,7 +174,8 @@ def _get_next(request: Request) -> Callable[[str], dict[str, Any]]:
 
 @router.get("/search", response_class=GeoJSONResponse, summary="Search items (GET)")
 def search(request: Request, session: SessionDep, _: ReadDep) -> GeoJSONResponse:
-    """Parameters: collections, ids, bbox, intersects, datetime, limit, token, sortby, fields."""
+    """Parameters: collections, ids, bbox, intersects, datetime, limit, token, sortby, fields, filter,
+    filter-lang, filter-crs."""
     return _item_collection(request, session, from_query(request.query_params), _get_next(request))
 
 
