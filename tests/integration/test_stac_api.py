@@ -378,6 +378,10 @@ def test_filter_text_and_json_on_stac_names(client):
     queryables = client.get("/stac/queryables")
     assert queryables.headers["content-type"].startswith("application/schema+json")
     assert queryables.json()["$id"].endswith("/stac/queryables") and queryables.json()["type"] == "object"
+    coll = client.get("/stac/collections/gfs-wind").json()
+    href = next(link["href"] for link in coll["links"] if link["rel"].endswith("/queryables"))
+    assert client.get(href).json()["$id"] == href
+    assert client.get("/stac/collections/nope/queryables").status_code == 404
 
 
 def test_filter_pages_stay_full(client):

@@ -129,7 +129,9 @@ def _collections(session: Session, base: str, name: str | None = None) -> list[d
     for c in collection_extents(session, name):
         extent = {"spatial": {"bbox": [list(c.bbox) if c.bbox else [-180.0, -90.0, 180.0, 90.0]]},
                   "temporal": {"interval": [[iso(c.start), iso(c.end)]]}}
-        out.append(collection_to_stac(c.name, c.count, extent, base))
+        coll = collection_to_stac(c.name, c.count, extent, base)
+        coll["links"].append(_link(QUERYABLES, f"{coll['links'][0]['href']}/queryables", "application/schema+json"))
+        out.append(coll)
     return out
 
 
@@ -194,6 +196,13 @@ def search_post(request: Request, session: SessionDep, _: ReadDep,
 def _require_collection(session: Session, name: str) -> None:
     if not collection_extents(session, name):
         raise NotFound(f"collection: no collection {name!r}")
+
+
+@router.get("/collections/{name}/queryables", summary="What a search filter can name in a collection")
+def collection_queryables(name: str, request: Request, session: SessionDep, _: ReadDep) -> JSONResponse:
+    _require_collection(session, name)
+    url = f"{_base(request)}/stac/collections/{name}/queryables"
+    return JSONResponse(queryables(url), media_type="application/schema+json")
 
 
 @router.get("/collections/{name}/items", response_class=GeoJSONResponse, summary="Items of a collection")
