@@ -272,15 +272,22 @@ def _decode_after(cursor: str | None, sortby: Sequence[tuple[str, bool]]) -> lis
         return None
     try:
         pk = int(data["pk"])
+        if not 0 <= pk < 2**63:
+            raise ValueError("pk out of range")
         if not sortby and "s" not in data:
             return [pk]
         if data.get("s") != _signature(sortby) or len(data["k"]) != len(sortby):
             raise InvalidInput("the cursor belongs to another sort order; start again without it")
-        vals = [datetime.fromisoformat(v) if SORT_FIELDS[n].endswith("datetime") else str(v)
-                for (n, _), v in zip(sortby, data["k"], strict=True)]
+        vals = [_key_value(n, v) for (n, _), v in zip(sortby, data["k"], strict=True)]
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput("cursor is not one this API returned; pass the 'next' value unchanged") from exc
     return [*vals, pk]
+
+
+def _key_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise TypeError(f"cursor key {name} is not a string")
+    return datetime.fromisoformat(value) if SORT_FIELDS[name].endswith("datetime") else value
 
 
 def _after(keys: list[tuple[ColumnElement[Any], bool]], values: list[Any] | None) -> list[ColumnElement[bool]]:

@@ -69,6 +69,8 @@ class StacRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return stac_error(400, _describe(exc))
+            except OverflowError as exc:  # a number past what the database column holds
+                return stac_error(400, f"a number in the request is out of range: {exc}")
             except EarthkeepError as exc:
                 status = 400 if isinstance(exc, InvalidInput) else status_for(exc)
                 if status >= 500:
