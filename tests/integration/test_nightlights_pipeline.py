@@ -12,7 +12,7 @@ import pytest
 from exactextract import exact_extract
 from nl_support import MOMBASA, NAIROBI, TOKEN, add_area, open_services, run_workers
 from rasterio.io import MemoryFile
-from shapely.geometry import Polygon, mapping
+from shapely.geometry import Polygon, mapping, shape
 from sqlalchemy import func, select
 
 from earthkeep.catalog.items import get_item
@@ -84,7 +84,9 @@ async def test_laads_months_become_metrics_equal_to_exactextract_on_the_truth(sv
     key = f"nightlights/composites/{area}/2023-02.tif"
     assert await svc.store.exists(key)
     with svc.sessions() as s:
-        assert get_item(s, "nightlights-composites", f"area-{area}-2023-02").assets[0].store_key == key
+        composite = get_item(s, "nightlights-composites", f"area-{area}-2023-02")
+        assert composite.assets[0].store_key == key
+        assert shape(composite.geometry).equals(Polygon(NAIROBI[0]))  # the area: the footprint STAC tests
         assert get_item(s, "VNP46A2", "VNP46A2.A2023032.h21v09.002.2024060101010").assets
 
 

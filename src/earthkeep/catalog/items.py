@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+import shapely
+from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from earthkeep.catalog.cursor import decode_cursor, encode_cursor
-from earthkeep.catalog.tables import Asset, Item, utcnow
+from earthkeep.catalog.tables import Asset, Item, UTCDateTime, utcnow
 from earthkeep.errors import InvalidInput, NotFound
 
 BBox = tuple[float, float, float, float]
+GEOJSON_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                 "GeometryCollection")
+#: Sortable fields: the name callers use -> the column (``datetime`` is the start of an item's range).
+SORT_FIELDS = {"datetime": "start_datetime", "start_datetime": "start_datetime", "end_datetime": "end_datetime",
+               "id": "item_id", "collection": "collection"}
+_NO_TIME = datetime(1, 1, 1, tzinfo=UTC)  # where items without a time sort (first ascending, last descending)
+_SCAN = 500  # candidates read per round when an exact geometry test thins them out
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,30 @@ class ItemQuery:
     bbox: BBox | None = None
     limit: int = 100
     cursor: str | None = None
+    collections: Sequence[str] = ()
+    ids: Sequence[str] = ()
+    intersects: dict[str, Any] | None = None
+    sortby: Sequence[tuple[str, bool]] = ()  # (field of SORT_FIELDS, descending)
+    matches: Callable[[Item], bool] | None = None  # a further test of each candidate (a STAC filter)
 
 
 @dataclass
 class ItemPage:
     items: list[Item]
     next_cursor: str | None
+
+
+def check_geometry(geometry: Any) -> BaseGeometry:
+    """A GeoJSON geometry object -> a valid shapely geometry; :class:`InvalidInput` if it is not one."""
+    if not isinstance(geometry, dict) or geometry.get("type") not in GEOJSON_TYPES:
+        raise InvalidInput(f"a geometry must be a GeoJSON object with a type among {', '.join(GEOJSON_TYPES)}")
+    try:
+        geom = shape(geometry)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, shapely.errors.ShapelyError) as exc:
+        raise InvalidInput(f"the {geometry['type']} geometry has bad coordinates: {exc}") from exc
+    if geom.is_empty or not shapely.is_valid(geom):
+        raise InvalidInput(f"the {geometry['type']} geometry is empty or invalid: {shapely.is_valid_reason(geom)}")
+    return geom
 
 
 def check_bbox(bbox: Sequence[float]) -> BBox:
@@ -68,8 +96,13 @@ def upsert_item(
     bbox: Sequence[float] | None = None,
     properties: dict[str, Any] | None = None,
     assets: Sequence[AssetSpec] = (),
+    geometry: dict[str, Any] | BaseGeometry | None = None,
 ) -> Item:
-    """Create or replace an item and its assets (same collection and id)."""
+    """Create or replace an item and its assets (same collection and id).
+
+    ``geometry`` is the footprint when it is finer than ``bbox`` (GeoJSON or shapely, WGS84);
+    without ``bbox`` its bounds become the bbox.
+    """
     item = session.scalars(
         select(Item).where(Item.collection == collection, Item.item_id == item_id)
     ).one_or_none()
@@ -77,6 +110,10 @@ def upsert_item(
         item = Item(collection=collection, item_id=item_id)
         session.add(item)
     item.start_datetime, item.end_datetime = start, end or start
+    geom = check_geometry(geometry if isinstance(geometry, dict) else mapping(geometry)) if geometry else None
+    item.geometry = mapping(geom) if geom is not None else None
+    if bbox is None and geom is not None:
+        bbox = geom.bounds
     if bbox is not None:
         item.west, item.south, item.east, item.north = check_bbox(bbox)
     item.properties = dict(properties or {})
@@ -107,25 +144,162 @@ def find_asset(session: Session, store_key: str) -> Asset | None:
 
 
 def search_items(session: Session, query: ItemQuery) -> ItemPage:
-    """Items matching the filters in catalog order, with a cursor to the next page."""
-    stmt = select(Item).order_by(Item.pk).limit(query.limit + 1)
-    if query.collection:
-        stmt = stmt.where(Item.collection == query.collection)
-    if query.start is not None:
-        stmt = stmt.where(or_(Item.end_datetime >= query.start, Item.end_datetime.is_(None)))
-    if query.end is not None:
-        stmt = stmt.where(or_(Item.start_datetime <= query.end, Item.start_datetime.is_(None)))
-    if query.bbox is not None:
-        w, s, e, n = check_bbox(query.bbox)
-        stmt = stmt.where(and_(Item.west <= e, Item.east >= w, Item.south <= n, Item.north >= s))
-    after = decode_cursor(query.cursor)
-    if after is not None:
-        stmt = stmt.where(Item.pk > int(after.get("pk", 0)))
-    rows = list(session.scalars(stmt))
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    nxt = encode_cursor({"pk": rows[-1].pk}) if more and rows else None
-    return ItemPage(rows, nxt)
+    """Items matching the filters in ``sortby`` order (then catalog order), with a cursor to the next page.
+
+    ``intersects`` is tested exactly (shapely) on each item's footprint after a bbox prefilter in SQL,
+    and ``matches`` on each candidate; candidates are read in rounds until the page is full, so pages
+    stay full and cursors exact.
+    """
+    keys = _sort_keys(query.sortby)
+    stmt = select(Item).where(*_filters(query)).order_by(
+        *[(k.desc() if desc else k.asc()) for k, desc in keys], Item.pk.asc())
+    after = _decode_after(query.cursor, query.sortby)
+    keep = _postfilter(query)
+    batch = query.limit + 1 if keep is None else max(query.limit + 1, _SCAN)
+    found: list[Item] = []
+    while len(found) <= query.limit:
+        rows = list(session.scalars(stmt.where(*_after(keys, after)).limit(batch)))
+        found += [r for r in rows if keep is None or keep(r)]
+        if len(rows) < batch:
+            break
+        after = _key_values(query.sortby, rows[-1])
+    more = len(found) > query.limit
+    found = found[: query.limit]
+    nxt = _encode_after(query.sortby, found[-1]) if more else None
+    return ItemPage(found, nxt)
+
+
+def count_items(session: Session, query: ItemQuery) -> int:
+    """How many items match ``query`` (all pages); exact for ``intersects`` and ``matches`` too."""
+    if query.matches is not None:
+        keep = _postfilter(query)
+        rows = session.scalars(select(Item).where(*_filters(query)).execution_options(yield_per=_SCAN))
+        return sum(1 for r in rows if keep is None or keep(r))
+    if query.intersects is None:
+        return int(session.scalar(select(func.count()).select_from(Item).where(*_filters(query))) or 0)
+    geom = check_geometry(query.intersects)
+    rows = session.execute(select(Item.geometry, Item.west, Item.south, Item.east, Item.north)
+                           .where(*_filters(query)))
+    return sum(1 for g, w, s, e, n in rows if geom.intersects(_footprint(g, (w, s, e, n))))
+
+
+def _postfilter(query: ItemQuery) -> Callable[[Item], bool] | None:
+    """The tests SQL cannot do: the exact ``intersects`` and ``matches``; ``None`` if there are none."""
+    geom = check_geometry(query.intersects) if query.intersects is not None else None
+    matches = query.matches
+    if geom is None and matches is None:
+        return None
+    return lambda item: (geom is None or _touches(geom, item)) and (matches is None or matches(item))
+
+
+def _filters(q: ItemQuery) -> list[ColumnElement[bool]]:
+    names = [*([q.collection] if q.collection else []), *q.collections]
+    out: list[ColumnElement[bool]] = []
+    if names:
+        out.append(Item.collection.in_(names))
+    if q.ids:
+        out.append(Item.item_id.in_(list(q.ids)))
+    if q.start is not None:
+        out.append(or_(Item.end_datetime >= q.start, Item.end_datetime.is_(None)))
+    if q.end is not None:
+        out.append(or_(Item.start_datetime <= q.end, Item.start_datetime.is_(None)))
+    if q.bbox is not None:
+        out.append(_overlaps(check_bbox(q.bbox)))
+    if q.intersects is not None:
+        out.append(_overlaps(check_geometry(q.intersects).bounds))
+    return out
+
+
+def _overlaps(bbox: Sequence[float]) -> ColumnElement[bool]:
+    """Items whose bbox overlaps ``bbox``; a box with west > east crosses the antimeridian."""
+    w, s, e, n = bbox
+    lat = and_(Item.south <= n, Item.north >= s)
+    if w <= e:
+        return and_(Item.west <= e, Item.east >= w, lat)
+    return and_(or_(Item.east >= w, Item.west <= e), lat)
+
+
+def _footprint(geometry: dict[str, Any] | None, bbox: Sequence[float | None]) -> BaseGeometry:
+    if geometry:
+        return shape(geometry)
+    if any(v is None for v in bbox):
+        return shapely.Point()  # no location: intersects nothing
+    w, s, e, n = (float(v) for v in bbox)  # type: ignore[arg-type]
+    if w > e:
+        return shapely.MultiPolygon([box(w, s, 180, n), box(-180, s, e, n)])
+    return box(w, s, e, n)
+
+
+def _touches(geom: BaseGeometry, item: Item) -> bool:
+    return bool(geom.intersects(_footprint(item.geometry, (item.west, item.south, item.east, item.north))))
+
+
+def _sort_keys(sortby: Sequence[tuple[str, bool]]) -> list[tuple[ColumnElement[Any], bool]]:
+    keys = []
+    for name, desc in sortby:
+        if name not in SORT_FIELDS:
+            raise InvalidInput(f"cannot sort by {name!r}; sortable: {', '.join(SORT_FIELDS)}")
+        col = getattr(Item, SORT_FIELDS[name])
+        if SORT_FIELDS[name].endswith("datetime"):  # nullable: sort the missing ones as the earliest time
+            col = func.coalesce(col, literal(_NO_TIME, UTCDateTime))
+        keys.append((col, desc))
+    return keys
+
+
+def _key_values(sortby: Sequence[tuple[str, bool]], item: Item) -> list[Any]:
+    vals: list[Any] = []
+    for name, _ in sortby:
+        v = getattr(item, SORT_FIELDS[name])
+        vals.append((v or _NO_TIME) if SORT_FIELDS[name].endswith("datetime") else v)
+    return [*vals, item.pk]
+
+
+def _signature(sortby: Sequence[tuple[str, bool]]) -> str:
+    return ",".join(("-" if desc else "+") + SORT_FIELDS.get(name, name) for name, desc in sortby)
+
+
+def _encode_after(sortby: Sequence[tuple[str, bool]], item: Item) -> str:
+    if not sortby:
+        return encode_cursor({"pk": item.pk})  # the /items API's cursor, unchanged
+    vals = _key_values(sortby, item)
+    return encode_cursor({"s": _signature(sortby), "k": [v.isoformat() if isinstance(v, datetime) else v
+                                                          for v in vals[:-1]], "pk": vals[-1]})
+
+
+def _decode_after(cursor: str | None, sortby: Sequence[tuple[str, bool]]) -> list[Any] | None:
+    data = decode_cursor(cursor)
+    if data is None:
+        return None
+    try:
+        pk = int(data["pk"])
+        if not 0 <= pk < 2**63:
+            raise ValueError("pk out of range")
+        if not sortby and "s" not in data:
+            return [pk]
+        if data.get("s") != _signature(sortby) or len(data["k"]) != len(sortby):
+            raise InvalidInput("the cursor belongs to another sort order; start again without it")
+        vals = [_key_value(n, v) for (n, _), v in zip(sortby, data["k"], strict=True)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput("cursor is not one this API returned; pass the 'next' value unchanged") from exc
+    return [*vals, pk]
+
+
+def _key_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise TypeError(f"cursor key {name} is not a string")
+    return datetime.fromisoformat(value) if SORT_FIELDS[name].endswith("datetime") else value
+
+
+def _after(keys: list[tuple[ColumnElement[Any], bool]], values: list[Any] | None) -> list[ColumnElement[bool]]:
+    """Rows strictly after ``values`` in (keys..., pk) order: the keyset page predicate."""
+    if values is None:
+        return []
+    cols = [*keys, (Item.pk, False)]
+    terms = []
+    for i, (col, desc) in enumerate(cols):
+        equal = [c == v for (c, _), v in zip(cols[:i], values[:i], strict=True)]
+        terms.append(and_(*equal, col < values[i] if desc else col > values[i]))
+    return [or_(*terms)]
 
 
 def touch(session: Session, item: Item) -> None:
@@ -141,3 +315,27 @@ def delete_items(session: Session, items: Sequence[Item]) -> list[str]:
         session.execute(delete(Asset).where(Asset.item_pk.in_(pks)))
         session.execute(delete(Item).where(Item.pk.in_(pks)))
     return keys
+
+
+@dataclass(frozen=True)
+class CollectionExtent:
+    """What the catalog knows of one collection: its item count, time span and bbox (None: no items have one)."""
+
+    name: str
+    count: int
+    start: datetime | None
+    end: datetime | None
+    bbox: BBox | None
+
+
+def collection_extents(session: Session, name: str | None = None) -> list[CollectionExtent]:
+    """Every collection that holds items (or only ``name``), by name."""
+    stmt = select(Item.collection, func.count(), func.min(Item.start_datetime), func.max(Item.end_datetime),
+                  func.min(Item.west), func.min(Item.south), func.max(Item.east), func.max(Item.north)
+                  ).group_by(Item.collection).order_by(Item.collection)
+    if name is not None:
+        stmt = stmt.where(Item.collection == name)
+    out = []
+    for coll, n, t0, t1, w, s, e, north in session.execute(stmt):
+        out.append(CollectionExtent(coll, int(n), t0, t1, (w, s, e, north) if w is not None else None))
+    return out

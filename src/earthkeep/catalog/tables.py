@@ -82,6 +82,7 @@ class Item(Base):
     south: Mapped[float | None] = mapped_column(Float)
     east: Mapped[float | None] = mapped_column(Float)
     north: Mapped[float | None] = mapped_column(Float)
+    geometry: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # GeoJSON footprint; None: the bbox
     properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

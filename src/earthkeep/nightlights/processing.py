@@ -148,6 +148,7 @@ async def process_month(
             start=start,
             end=end,
             bbox=comp.grid.bounds,
+            geometry=area.geom,  # the footprint: cells outside the area are blank
             properties={"area_id": area.id, "month": month, "source": inp.source},
             assets=[
                 AssetSpec("composite", key, info.size, info.sha256, "image/tiff; application=geotiff", roles=("data",))

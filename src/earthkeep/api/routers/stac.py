@@ -1,105 +1,221 @@
-"""A STAC API over the catalog: landing page, collections, items, search."""
+"""A STAC API over the catalog: core, collections, OGC API Features, item search, sort, fields, filter.
+
+Errors under ``/stac`` use the STAC API form ``{"code": ..., "description": ...}`` (400 for a bad
+parameter, 404 for a missing collection or item); :class:`StacRoute` does that for this router
+only, so the rest of the API keeps its own error body.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy import func, select
+import structlog
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
 
 from earthkeep.api.deps import ReadDep, SessionDep
-from earthkeep.api.routers.items import parse_bbox
-from earthkeep.catalog.items import ItemQuery, get_item, search_items
-from earthkeep.catalog.stac import STAC_VERSION, collection_to_stac, item_to_stac
-from earthkeep.catalog.tables import Item
-from earthkeep.errors import InvalidInput, NotFound
+from earthkeep.api.errors import status_for
+from earthkeep.api.stac_params import ITEMS_PARAMS, SearchParams, from_body, from_query
+from earthkeep.catalog.filters import matcher, queryables
+from earthkeep.catalog.items import ItemQuery, collection_extents, count_items, get_item, search_items
+from earthkeep.catalog.stac import GEOJSON, STAC_VERSION, collection_to_stac, iso, item_to_stac, select_fields
+from earthkeep.errors import EarthkeepError, InvalidInput, NotFound
 
-router = APIRouter(prefix="/stac", tags=["stac"])
+log = structlog.get_logger(__name__)
+
+API = "https://api.stacspec.org/v1.0.0"
+OGC = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf"
+CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf"
+QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+#: Only what is implemented in full (tests/integration/test_stac_api.py checks each).
+CONFORMANCE = [
+    f"{API}/core", f"{API}/collections", f"{API}/ogcapi-features", f"{API}/item-search",
+    f"{API}/item-search#sort", f"{API}/item-search#fields", f"{OGC}/core", f"{OGC}/geojson",
+    f"{API}/item-search#filter", "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    f"{CQL2}/cql2-text", f"{CQL2}/cql2-json", f"{CQL2}/basic-cql2",
+]
+JSON = "application/json"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes OpenAPI 3.1
+CODES = {400: "InvalidParameterValue", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}
+
+
+class GeoJSONResponse(JSONResponse):
+    media_type = GEOJSON
+
+
+def stac_error(status: int, description: str) -> JSONResponse:
+    return JSONResponse({"code": CODES.get(status, "ServerError"), "description": description},
+                        status_code=status, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err.get('loc', [])[1:]) or 'body'}: {err.get('msg')}"
+                     for err in exc.errors())
+
+
+class StacRoute(APIRoute):
+    """Routes whose errors answer in the STAC API form; a bad parameter is 400, not 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return stac_error(400, _describe(exc))
+            except OverflowError as exc:  # a number past what the database column holds
+                return stac_error(400, f"a number in the request is out of range: {exc}")
+            except EarthkeepError as exc:
+                status = 400 if isinstance(exc, InvalidInput) else status_for(exc)
+                if status >= 500:
+                    raise
+                log.info("stac.error", path=request.url.path, status=status, error=str(exc))
+                return stac_error(status, str(exc))
+
+        return route
+
+
+router = APIRouter(prefix="/stac", tags=["stac"], route_class=StacRoute)
 
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-@router.get("")
-def landing(request: Request, _: ReadDep) -> dict[str, Any]:
+def _link(rel: str, href: str, media: str = JSON, **extra: Any) -> dict[str, Any]:
+    return {"rel": rel, "href": href, "type": media, **extra}
+
+
+@router.get("", summary="STAC landing page")
+def landing(request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]:
     base = _base(request)
-    return {"type": "Catalog", "stac_version": STAC_VERSION, "id": "earthkeep", "description": "earthkeep catalog",
-            "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
-            "links": [{"rel": "data", "href": f"{base}/stac/collections"},
-                      {"rel": "search", "href": f"{base}/stac/search", "method": "GET"}]}
+    children = [_link("child", f"{base}/stac/collections/{c.name}", title=c.name) for c in collection_extents(session)]
+    return {
+        "type": "Catalog", "stac_version": STAC_VERSION, "id": "earthkeep", "title": "earthkeep",
+        "description": "Environmental data kept by earthkeep.", "conformsTo": CONFORMANCE,
+        "links": [
+            _link("self", f"{base}/stac"), _link("root", f"{base}/stac"),
+            _link("service-desc", f"{base}/stac/api", OPENAPI), _link("service-doc", f"{base}/docs", "text/html"),
+            _link("conformance", f"{base}/stac/conformance"), _link("data", f"{base}/stac/collections"),
+            _link("search", f"{base}/stac/search", GEOJSON, method="GET"),
+            _link("search", f"{base}/stac/search", GEOJSON, method="POST"),
+            _link(QUERYABLES, f"{base}/stac/queryables", "application/schema+json"), *children,
+        ],
+    }
 
 
-def _collections(session: SessionDep, base: str, name: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(Item.collection, func.count(), func.min(Item.start_datetime), func.max(Item.end_datetime),
-                  func.min(Item.west), func.min(Item.south), func.max(Item.east), func.max(Item.north)
-                  ).group_by(Item.collection).order_by(Item.collection)
-    if name:
-        stmt = stmt.where(Item.collection == name)
+@router.get("/api", include_in_schema=False)
+def service_desc(request: Request, _: ReadDep) -> JSONResponse:
+    """The API's OpenAPI document (as ``/openapi.json``) under the media type STAC clients ask for."""
+    return JSONResponse(request.app.openapi(), media_type=OPENAPI)
+
+
+@router.get("/queryables", summary="What a search filter can name (JSON Schema)")
+def search_queryables(request: Request, _: ReadDep) -> JSONResponse:
+    return JSONResponse(queryables(f"{_base(request)}/stac/queryables"), media_type="application/schema+json")
+
+
+@router.get("/conformance", summary="The conformance classes this API implements")
+def conformance(_: ReadDep) -> dict[str, Any]:
+    return {"conformsTo": CONFORMANCE}
+
+
+def _collections(session: Session, base: str, name: str | None = None) -> list[dict[str, Any]]:
     out = []
-    for coll, n, t0, t1, w, s, e, no in session.execute(stmt):
-        bbox = [[w, s, e, no]] if w is not None else [[-180, -90, 180, 90]]
-        extent = {"spatial": {"bbox": bbox},
-                  "temporal": {"interval": [[t0.isoformat() if t0 else None, t1.isoformat() if t1 else None]]}}
-        out.append(collection_to_stac(coll, n, extent, base))
+    for c in collection_extents(session, name):
+        extent = {"spatial": {"bbox": [list(c.bbox) if c.bbox else [-180.0, -90.0, 180.0, 90.0]]},
+                  "temporal": {"interval": [[iso(c.start), iso(c.end)]]}}
+        coll = collection_to_stac(c.name, c.count, extent, base)
+        coll["links"].append(_link(QUERYABLES, f"{coll['links'][0]['href']}/queryables", "application/schema+json"))
+        out.append(coll)
     return out
 
 
-@router.get("/collections")
+@router.get("/collections", summary="STAC collections")
 def collections(request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]:
-    return {"collections": _collections(session, _base(request)), "links": []}
+    base = _base(request)
+    return {"collections": _collections(session, base),
+            "links": [_link("self", f"{base}/stac/collections"), _link("root", f"{base}/stac"),
+                      _link("parent", f"{base}/stac")]}
 
 
-@router.get("/collections/{name}")
+@router.get("/collections/{name}", summary="One STAC collection")
 def collection(name: str, request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]:
     found = _collections(session, _base(request), name)
     if not found:
-        raise NotFound(f"no collection {name!r}")
+        raise NotFound(f"collection: no collection {name!r}")
     return found[0]
 
 
-def parse_datetime_range(value: str | None) -> tuple[datetime | None, datetime | None]:
-    """STAC ``datetime``: an instant or ``start/end`` with ``..`` for open ends."""
-    if not value:
-        return None, None
-    parts = value.split("/")
-    try:
-        vals = [None if p in ("", "..") else datetime.fromisoformat(p.replace("Z", "+00:00")) for p in parts]
-    except ValueError as exc:
-        raise InvalidInput(f"datetime {value!r} is not RFC 3339 (or start/end)") from exc
-    if any(v is not None and v.tzinfo is None for v in vals) or len(vals) > 2:
-        raise InvalidInput("datetime must be RFC 3339 with a zone, or start/end")
-    return (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
-
-
-@router.get("/search")
-def search(
-    request: Request, session: SessionDep, _: ReadDep, collections: str | None = None,
-    bbox: str | None = None, datetime: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, token: str | None = None,
-) -> dict[str, Any]:
-    names = [c for c in (collections or "").split(",") if c]
-    if len(names) > 1:
-        raise InvalidInput("search one collection at a time (collections=NAME)")
-    start, end = parse_datetime_range(datetime)
-    page = search_items(session, ItemQuery(names[0] if names else None, start, end, parse_bbox(bbox), limit, token))
+def _item_collection(request: Request, session: Session, p: SearchParams,
+                     next_link: Callable[[str], dict[str, Any]]) -> GeoJSONResponse:
     base = _base(request)
-    links = []
+    test = matcher(p.filter) if p.filter is not None else None
+    q = ItemQuery(start=p.start, end=p.end, bbox=p.bbox, limit=p.limit, cursor=p.token, collections=p.collections,
+                  ids=p.ids, intersects=p.intersects, sortby=p.sortby,
+                  matches=(lambda item: test(item_to_stac(item, base))) if test else None)
+    try:
+        page = search_items(session, q)
+    except InvalidInput as exc:  # the parameters are checked already: what is left is the cursor
+        raise InvalidInput(f"token: {exc}") from exc
+    features = [select_fields(item_to_stac(i, base), p.fields) for i in page.items]
+    links = [_link("self", str(request.url), GEOJSON), _link("root", f"{base}/stac")]
     if page.next_cursor:
-        links.append({"rel": "next", "href": str(request.url.include_query_params(token=page.next_cursor))})
-    return {"type": "FeatureCollection", "features": [item_to_stac(i, base) for i in page.items],
-            "numberReturned": len(page.items), "links": links}
+        links.append(next_link(page.next_cursor))
+    return GeoJSONResponse({"type": "FeatureCollection", "features": features, "links": links,
+                            "numberMatched": count_items(session, q), "numberReturned": len(features)})
 
 
-@router.get("/collections/{name}/items")
-def collection_items(
-    name: str, request: Request, session: SessionDep, _: ReadDep, bbox: str | None = None,
-    datetime: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100, token: str | None = None,
-) -> dict[str, Any]:
-    return search(request, session, _, name, bbox, datetime, limit, token)
+def _get_next(request: Request) -> Callable[[str], dict[str, Any]]:
+    return lambda token: _link("next", str(request.url.include_query_params(token=token)), GEOJSON, method="GET")
 
 
-@router.get("/collections/{name}/items/{item_id}")
-def collection_item(name: str, item_id: str, request: Request, session: SessionDep, _: ReadDep) -> dict[str, Any]:
-    return item_to_stac(get_item(session, name, item_id), _base(request))
+@router.get("/search", response_class=GeoJSONResponse, summary="Search items (GET)")
+def search(request: Request, session: SessionDep, _: ReadDep) -> GeoJSONResponse:
+    """Parameters: collections, ids, bbox, intersects, datetime, limit, token, sortby, fields, filter,
+    filter-lang, filter-crs."""
+    return _item_collection(request, session, from_query(request.query_params), _get_next(request))
+
+
+@router.post("/search", response_class=GeoJSONResponse, summary="Search items (POST, JSON body)")
+def search_post(request: Request, session: SessionDep, _: ReadDep,
+                body: Annotated[dict[str, Any], Body()]) -> GeoJSONResponse:
+    p = from_body(body)
+    href = f"{_base(request)}/stac/search"
+
+    def next_link(token: str) -> dict[str, Any]:
+        return _link("next", href, GEOJSON, method="POST", body={**p.raw, "token": token}, merge=False)
+
+    return _item_collection(request, session, p, next_link)
+
+
+def _require_collection(session: Session, name: str) -> None:
+    if not collection_extents(session, name):
+        raise NotFound(f"collection: no collection {name!r}")
+
+
+@router.get("/collections/{name}/queryables", summary="What a search filter can name in a collection")
+def collection_queryables(name: str, request: Request, session: SessionDep, _: ReadDep) -> JSONResponse:
+    _require_collection(session, name)
+    url = f"{_base(request)}/stac/collections/{name}/queryables"
+    return JSONResponse(queryables(url), media_type="application/schema+json")
+
+
+@router.get("/collections/{name}/items", response_class=GeoJSONResponse, summary="Items of a collection")
+def collection_items(name: str, request: Request, session: SessionDep, _: ReadDep) -> GeoJSONResponse:
+    """Parameters: bbox, datetime, limit, token, sortby, fields."""
+    _require_collection(session, name)
+    p = from_query(request.query_params, ITEMS_PARAMS)
+    p = replace(p, collections=(name,))
+    return _item_collection(request, session, p, _get_next(request))
+
+
+@router.get("/collections/{name}/items/{item_id}", response_class=GeoJSONResponse, summary="One item")
+def collection_item(name: str, item_id: str, request: Request, session: SessionDep, _: ReadDep) -> GeoJSONResponse:
+    return GeoJSONResponse(item_to_stac(get_item(session, name, item_id), _base(request)))
