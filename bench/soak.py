@@ -16,7 +16,11 @@ p95 query latency of the interval; at the end it prints the table, the RSS growt
 the lag trend, and writes a PNG with the three series (``--png``).
 
     .venv/bin/python bench/soak.py [--minutes 30] [--rate 500] [--stations 50] [--sample 15]
-        [--collect-every 5] [--png docs/img/soak.png]
+        [--collect-every 5] [--dedupe-size N] [--png docs/img/soak.png]
+
+The collector's in-memory dedupe cache (``EARTHKEEP_INGEST_DEDUPE_SIZE`` keys, one hour at most) grows
+until it is full — at 500 obs/s the default 500,000 keys take about 17 minutes — and RSS with it; the
+growth that matters is after that (``--warmup``).
 """
 
 from __future__ import annotations
@@ -95,7 +99,8 @@ def processes(root: Path, args: argparse.Namespace) -> Iterator[tuple[str, dict[
            "DATABASE_URL": f"sqlite:///{root}/catalog.db", "EARTHKEEP_STORE_DIR": str(root / "store"),
            "EARTHKEEP_PARTIAL_DIR": str(root / "partial"), "EARTHKEEP_API_PORT": str(port),
            "HISTORICAL_DAYS": "1", "COLLECTION_SCHEDULE": f"*/{args.collect_every} * * * *",
-           "FORCING_COLLECT_ON_START": "true", "EARTHKEEP_LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"}
+           "FORCING_COLLECT_ON_START": "true", "EARTHKEEP_LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
+           **({"EARTHKEEP_INGEST_DEDUPE_SIZE": str(args.dedupe_size)} if args.dedupe_size else {})}
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True)
     key = subprocess.run([*CLI, "keys", "create", "--scope", "ingest", "--name", "soak"], env=env, check=True,
                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -229,6 +234,8 @@ def main() -> None:
     ap.add_argument("--collect-every", type=int, default=5, help="minutes between GFS collections")
     ap.add_argument("--warmup", type=float, default=1.0, help="minutes left out of the growth figures")
     ap.add_argument("--png", type=Path, default=None)
+    ap.add_argument("--dedupe-size", type=int, default=0,
+                    help="EARTHKEEP_INGEST_DEDUPE_SIZE for the server (default: its own, 500,000 keys)")
     args = ap.parse_args()
     samples = run(args)
     summary = summarise(samples, args.warmup)

@@ -76,5 +76,7 @@ async def optional_read(request: Request, services: ServicesDep) -> ApiKey | Non
     return await require("read")(request, services)  # type: ignore[no-any-return]
 
 
+optional_read.scope = "read"  # type: ignore[attr-defined]  # what the scope matrix test reads
+optional_read.public = True  # type: ignore[attr-defined]  # open to anonymous callers unless EARTHKEEP_PUBLIC_READ=false
 ReadDep = Annotated[ApiKey | None, Depends(optional_read)]
 AdminDep = Annotated[ApiKey, Depends(require("admin"))]

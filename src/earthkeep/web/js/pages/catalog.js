@@ -34,7 +34,7 @@ function utc(value) {
 export async function mount(root, { params, showError }) {
   const stac = await getJSON("/stac/collections");
   const select = h("select", { name: "collection" },
-    stac.collections.map((c) => h("option", { value: c.id }, `${c.id} (${c.summaries?.["earthkeep:items"] ?? 0})`)));
+    stac.collections.map((c) => h("option", { value: c.id }, `${c.id} (${c["earthkeep:item_count"] ?? 0})`)));
   if (params.get("collection")) select.value = params.get("collection");
   const start = h("input", { type: "datetime-local", name: "start" });
   const end = h("input", { type: "datetime-local", name: "end" });
@@ -61,7 +61,7 @@ export async function mount(root, { params, showError }) {
     if (!select.value) { fill(summary, "the catalog is empty"); return; }
     const query = { collection: select.value, start: utc(start.value), end: utc(end.value), bbox: bbox.value, limit: 100 };
     const page = await getJSON("/items", query);
-    const total = stac.collections.find((c) => c.id === select.value)?.summaries?.["earthkeep:items"];
+    const total = stac.collections.find((c) => c.id === select.value)?.["earthkeep:item_count"];
     fill(summary, `${page.items.length}${page.next ? "+" : ""} shown of ${total ?? "?"} in ${select.value}`);
     fill(list, itemsTable(page.items, showError));
     if (layer) layer.remove();

@@ -53,7 +53,7 @@ function collectionsTable(collections) {
   return table([
     { label: "collection", value: (c) => h("a", { href: `#/catalog?collection=${encodeURIComponent(c.id)}` }, c.id) },
     { label: "items", num: true,
-      value: (c) => h("span", { dataset: { collection: c.id } }, String(c.summaries?.["earthkeep:items"] ?? 0)) },
+      value: (c) => h("span", { dataset: { collection: c.id } }, String(c["earthkeep:item_count"] ?? 0)) },
     { label: "from", value: (c) => when(c.extent?.temporal?.interval?.[0]?.[0]) },
     { label: "to", value: (c) => when(c.extent?.temporal?.interval?.[0]?.[1]) },
   ], collections, { id: "collections", empty: "the catalog is empty" });
