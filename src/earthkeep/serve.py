@@ -73,6 +73,9 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
         scheduler.start()
         log.info("scheduler.started", schedules=scheduler.next_runs())
         await asyncio.to_thread(on_startup_all, services)
+    from earthkeep.instances import heartbeat
+
+    tasks.append(asyncio.create_task(heartbeat(services, roles, stop)))
     if "api" in roles:
         tasks.append(asyncio.create_task(_run_api(settings, services, stop)))
     if "granules" in roles:

@@ -154,6 +154,11 @@ def test_overview_shows_the_api_numbers(watched: Watched, api: httpx.Client) -> 
 
     _eventually(queue_matches)
     assert page.locator('#health [data-check="catalog"] b').inner_text() == "ok"
+    running = api.get("/status/services").json()
+    assert set(running["roles_running"]) >= {"api", "scheduler", "worker", "granules"}
+    _eventually(lambda: _same(sorted(b.get_attribute("data-role") for b in page.locator("#roles-running .badge").all()),
+                              sorted(api.get("/status/services").json()["roles_running"])))
+    assert page.locator("#services tbody tr").count() == len(api.get("/status/services").json()["services"])
     runs = api.get("/runs", params={"limit": 20}).json()
     assert page.locator("#runs tbody tr").count() == len(runs)
     errors = [r["error_message"] for r in runs if r["error_message"]]
@@ -171,6 +176,12 @@ def test_domain_pages_show_the_api_numbers(watched: Watched, api: httpx.Client) 
     assert page.locator('#forcing-latest [data-figure="files"] b').inner_text() == f"{len(files):,}"
     assert page.locator('#forcing-latest [data-figure="gaps"] b').inner_text() == str(
         len(api.get("/forcing/gaps").json()))
+    wind = page.locator("#wind-map img.wind-overlay")
+    wind.wait_for(state="attached")
+    page.wait_for_function("() => { const i = document.querySelector('#wind-map img.wind-overlay');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
+    assert page.evaluate("document.querySelector('#wind-map img.wind-overlay').naturalWidth") == 720
+    assert page.locator("#wind-time option").count() == len({f["valid_time_start"] for f in files})
     page = watched.open("granules")
     tasks = api.get("/tasks/status").json()["tasks"]
     assert page.locator('#task-counts [data-tasks="queued"] b').inner_text() == str(tasks["queued"])
@@ -184,6 +195,10 @@ def test_domain_pages_show_the_api_numbers(watched: Watched, api: httpx.Client) 
     assert Path(dl.value.path()).read_bytes()[:4] == b"GRIB"
     assert page.locator("#catalog-map path.leaflet-interactive").count() > 0  # footprints
     assert watched.errors == [] and watched.foreign() == []
+
+
+def _same(shown: Any, expected: Any) -> None:
+    assert shown == expected
 
 
 def _chart_drawn(page: Any, selector: str) -> dict[str, int]:

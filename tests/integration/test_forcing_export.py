@@ -204,3 +204,39 @@ def test_cli_gaps_export_and_cleanup(collected, tmp_path: Path, monkeypatch: pyt
 def _count(services) -> int:
     with services.sessions() as s:
         return len(list(s.scalars(select(AggregatorDataset.id))))
+
+
+def test_wind_quicklook_png_shows_the_kept_speed_in_web_mercator(collected) -> None:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+
+    from earthkeep.forcing.quicklook import _mercator_rows
+    from earthkeep.raster.tiles import Style
+
+    services, _ = collected
+    with TestClient(create_app(services=services)) as client:
+        r = client.get("/forcing/wind.png", params={"valid_time": "2024-01-02T01:00:00Z", "width": 360})
+        missing = client.get("/forcing/wind.png", params={"valid_time": "2020-01-01T00:00:00Z"})
+        naive_time = client.get("/forcing/wind.png", params={"valid_time": "2024-01-02T00:00:00"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-valid-time"].startswith("2024-01-02T00:00:00")  # the nearest kept valid time
+    assert [float(v) for v in r.headers["x-bounds"].split(",")][::2] == [-180.0, 180.0]
+    assert missing.status_code == 404 and naive_time.status_code == 422
+    with warnings.catch_warnings():  # a PNG carries no georeferencing; X-Bounds does
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile(r.content) as mem, mem.open() as png:
+            rgba = png.read()
+    assert rgba.shape == (4, 360, 360) and (rgba[3] > 0).all()
+    ds = open_dataset("wind", LATEST, LATEST, None, services=services)
+    lats = _mercator_rows(360)
+    row = int(np.argmin(abs(lats - 60.0)))
+    col = int((5.0 + 180.0) / 360.0 * 360)
+    lat = float(ds["lat"].values[np.clip(np.searchsorted(ds["lat"].values, lats[row]), 0, ds.sizes["lat"] - 1)])
+    lon = float(ds["lon"].values[np.clip(np.searchsorted(ds["lon"].values, (col + 0.5) - 180.0), 0,
+                                           ds.sizes["lon"] - 1)])
+    u = float(ds["x_wind"].isel(time=0).sel(lat=lat, lon=lon))
+    v = float(ds["y_wind"].isel(time=0).sel(lat=lat, lon=lon))
+    expected = Style(25.0, "viridis").lut()[int(np.clip(np.hypot(u, v) / 25.0 * 255.0, 0, 255))][:3]
+    assert tuple(int(c) for c in rgba[:3, row, col]) == tuple(expected)

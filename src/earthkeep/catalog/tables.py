@@ -179,6 +179,19 @@ class Job(Base):
     )
 
 
+class ServiceInstance(Base):
+    """A running ``earthkeep serve`` process: where, which roles, and when it last said it was alive."""
+
+    __tablename__ = "service_instances"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    roles: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    version: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class ApiKey(Base):
     """An API key: only its sha256 is stored; scopes are read, ingest, node, admin."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
@@ -103,6 +103,25 @@ async def export(
     filename = f"{kind}_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}.nc"
     return FileResponse(path, media_type="application/x-netcdf", filename=filename,
                         background=BackgroundTask(path.unlink, missing_ok=True))
+
+
+@router.get("/wind.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "10 m wind speed, Web Mercator"}})
+async def wind_png(
+    services: ServicesDep, _: ReadDep,
+    valid_time: Annotated[datetime, Query(description="the valid time to show (ISO 8601 with zone); the "
+                                                      "nearest kept one within 3 h is used")],
+    width: Annotated[int, Query(ge=64, le=2048, description="pixels (the image is square)")] = 720,
+    vmax: Annotated[float, Query(gt=0, le=100, description="wind speed (m/s) at the top of the colour scale")] = 25.0,
+) -> Response:
+    """A quick-look PNG of 10 m wind speed; bounds in ``X-Bounds`` (west,south,east,north), time in ``X-Valid-Time``."""
+    from earthkeep.forcing.quicklook import BOUNDS, wind_quicklook
+
+    check_range(valid_time, valid_time)
+    png, shown = await wind_quicklook(services, valid_time, width=width, vmax=vmax)
+    return Response(png, media_type="image/png", headers={
+        "X-Valid-Time": shown.isoformat(), "X-Bounds": ",".join(f"{b:.6f}" for b in BOUNDS),
+        "Cache-Control": "public, max-age=300", "Access-Control-Expose-Headers": "X-Valid-Time, X-Bounds"})
 
 
 @router.get("/gaps", response_model=list[GapOut])

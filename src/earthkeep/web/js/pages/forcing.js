@@ -1,6 +1,19 @@
-// Forcing: the latest GFS cycle, the coverage timeline of the kept files with the gaps, the gap list.
-import { getJSON } from "../api.js";
+// Forcing: the latest GFS cycle, the coverage timeline of the kept files with the gaps, the gap list, and a
+// quick-look map of 10 m wind speed for a chosen valid time (GET /forcing/wind.png, Web Mercator).
+import { apiKey, getJSON, withQuery } from "../api.js";
 import { bytes, card, fill, h, num, stat, table, when } from "../dom.js";
+import { makeMap } from "../map.js";
+
+const MERCATOR_LAT = 85.0511287798066;
+
+/** The wind PNG of ``validTime`` as an image URL (a blob when the session has a key: an <img> cannot send it). */
+async function windImage(validTime) {
+  const url = withQuery("/forcing/wind.png", { valid_time: validTime, width: 720 });
+  if (!apiKey()) return { url, shown: validTime };
+  const r = await fetch(url, { headers: { Authorization: `Bearer ${apiKey()}` } });
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return { url: URL.createObjectURL(await r.blob()), shown: r.headers.get("X-Valid-Time") || validTime };
+}
 
 /** The newest forecast cycle among ``datasets``: {date, cycle, files, bytes, from, to}. */
 export function latestCycle(datasets) {
@@ -37,8 +50,23 @@ export async function mount(root) {
   const head = h("div");
   const line = h("div");
   const gapList = h("div");
+  const timeSel = h("select", { name: "valid-time", id: "wind-time" });
+  const mapEl = h("div", { class: "map", id: "wind-map" });
+  const windNote = h("p", { class: "muted", id: "wind-note" }, "");
   root.append(h("h2", {}, "Forcing"), head, card("Coverage of the kept GFS wind (valid times)", line),
+    card("10 m wind speed (0-25 m/s)", h("div", {}, h("label", {}, "valid time ", timeSel), windNote, mapEl)),
     card("Gaps (files missing from the window)", gapList));
+  const map = makeMap(mapEl);
+  let overlay = null;
+  async function showWind() {
+    if (!timeSel.value) return;
+    const { url, shown } = await windImage(timeSel.value);
+    if (overlay) overlay.remove();
+    overlay = window.L.imageOverlay(url, [[-MERCATOR_LAT, -180], [MERCATOR_LAT, 180]],
+      { opacity: 0.85, className: "wind-overlay", alt: `10 m wind at ${shown}` }).addTo(map);
+    fill(windNote, `showing ${when(shown)} (the nearest kept valid time)`);
+  }
+  timeSel.addEventListener("change", () => { showWind().catch((e) => fill(windNote, String(e))); });
   async function refresh() {
     const [datasets, gaps] = await Promise.all([
       getJSON("/forcing/datasets", { data_type: "wind", limit: 5000 }), getJSON("/forcing/gaps")]);
@@ -51,11 +79,18 @@ export async function mount(root) {
       stat("wind files kept", num(datasets.length), { dataset: { figure: "files" } }),
       stat("gaps", gaps.length, { dataset: { figure: "gaps" } })));
     fill(line, timeline(datasets, gaps));
+    const times = [...new Set(datasets.map((d) => d.valid_time_start))].sort();
+    if (times.length && timeSel.options.length !== times.length) {
+      const keep = timeSel.value;
+      fill(timeSel, times.map((t) => h("option", { value: t }, when(t))));
+      timeSel.value = keep && times.includes(keep) ? keep : times[times.length - 1];
+      await showWind().catch((e) => fill(windNote, String(e)));
+    }
     fill(gapList, table([
       { label: "file", value: (g) => g.file_id }, { label: "valid time", value: (g) => when(g.valid_time) },
       { label: "reason", value: (g) => g.reason }, { label: "attempts", num: true, value: (g) => String(g.attempts) },
     ], gaps, { id: "gaps", empty: "no gaps: the window is complete" }));
   }
   await refresh();
-  return { refresh };
+  return { refresh, unmount: () => map.remove() };
 }

@@ -1,4 +1,5 @@
-// Overview: health and readiness, queue depth by kind and state, recent runs, items per collection.
+// Overview: health and readiness (catalog, store, broker, cache), the processes and roles running, queue depth
+// by kind and state, recent runs, items per collection.
 import { getAll, getJSON } from "../api.js";
 import { bytes, card, fill, h, num, stat, status, table, when } from "../dom.js";
 
@@ -36,6 +37,19 @@ async function readyState() {
   return r.json(); // 503 still carries the checks, which is what this page shows
 }
 
+function servicesTable(body) {
+  return h("div", {},
+    h("p", { id: "roles-running" }, "roles running: ",
+      body.roles_running.length ? body.roles_running.map((r) => h("span", { class: "badge", dataset: { role: r } }, r))
+        : h("span", { class: "status-failed" }, "none")),
+    table([
+      { label: "host", value: (r) => r.host }, { label: "pid", num: true, value: (r) => String(r.pid) },
+      { label: "roles", value: (r) => r.roles.join(", ") }, { label: "version", value: (r) => r.version },
+      { label: "started", value: (r) => when(r.started_at) }, { label: "last heartbeat", value: (r) => when(r.seen_at) },
+      { label: "state", value: (r) => status(r.alive ? "running" : "stale") },
+    ], body.services, { id: "services", empty: "no earthkeep serve process has reported" }));
+}
+
 function runsTable(runs) {
   return table([
     { label: "source", value: (r) => r.source },
@@ -64,14 +78,16 @@ export async function mount(root) {
   const queue = h("div");
   const runs = h("div");
   const colls = h("div");
-  root.append(h("h2", {}, "Overview"), top,
+  const procs = h("div");
+  root.append(h("h2", {}, "Overview"), top, card("Processes and roles", procs),
     h("div", { class: "grid" }, card("Queue by kind and state", queue), card("Items per collection", colls)),
     card("Recent runs", runs));
   async function refresh() {
-    const [live, ready, jobs, recent, stac] = await Promise.all([
+    const [live, ready, jobs, recent, stac, running] = await Promise.all([
       getJSON("/health"), readyState(), getAll("/jobs", "jobs"), getJSON("/runs", { limit: 20 }),
-      getJSON("/stac/collections")]);
+      getJSON("/stac/collections"), getJSON("/status/services")]);
     fill(top, health(live, ready));
+    fill(procs, servicesTable(running));
     fill(queue, queueTable(countJobs(jobs)));
     fill(runs, runsTable(recent));
     fill(colls, collectionsTable(stac.collections));
