@@ -186,6 +186,8 @@ def test_domain_pages_show_the_api_numbers(watched: Watched, api: httpx.Client) 
     tasks = api.get("/tasks/status").json()["tasks"]
     assert page.locator('#task-counts [data-tasks="queued"] b').inner_text() == str(tasks["queued"])
     assert page.locator("#messages tbody tr").count() == min(50, len(api.get("/granules/messages").json()))
+    slots = api.get("/granules/gatherer").json()["slots"]
+    assert page.locator("#slots tbody tr").count() == len(slots) or not slots
     page = watched.open("catalog", "?collection=gfs-wind")
     assert page.locator("#items tbody tr").count() == len(
         api.get("/items", params={"collection": "gfs-wind", "limit": 100}).json()["items"])

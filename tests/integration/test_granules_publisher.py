@@ -93,3 +93,33 @@ async def test_subscribers_before_and_after_a_publisher_restart_get_every_messag
         assert sorted(m.data["uid"] for m in late) == sorted(names[3:])
     finally:
         svc.close()
+
+
+async def test_the_gatherer_slots_are_saved_for_the_api(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from earthkeep.api.app import create_app
+
+    emu = emulator(tmp_path, segments=("GMTCO", "SVM15"))  # SVM16 never arrives: slots stay open
+    emu.add_granules(2)
+    svc = open_services(f"sqlite:///{tmp_path}/c.db", tmp_path)
+    try:
+        with TestClient(create_app(services=svc)) as client:
+            assert client.get("/granules/gatherer").json()["slots"] == []  # nothing saved yet: said so
+            with serve_app(emu.app()) as base:
+                cfg = config(svc, base)
+                async with Collector(svc, cfg, join_grace_s=0.0) as collector:
+                    await mirror(svc, cfg, hooks=collector.hooks())
+                    for _ in range(100):
+                        shown = client.get("/granules/gatherer").json()
+                        if shown["slots"]:
+                            break
+                        await asyncio.sleep(0.05)
+                    expected = collector.gatherer.snapshot()
+        assert shown["updated_at"] is not None
+        strip = [{k: v for k, v in s.items() if k != "age_s"} for s in shown["slots"]]
+        assert strip == [{k: v for k, v in s.items() if k != "age_s"} for s in expected["slots"]]
+        btd = [(s["segments"], s["missing"]) for s in strip if s["product"] == "btd"]
+        assert btd == [(["GMTCO", "SVM15"], ["SVM16"])] * 2  # two granule times, SVM16 never came
+    finally:
+        svc.close()

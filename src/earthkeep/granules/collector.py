@@ -9,16 +9,17 @@ announcer finds their messages in the outbox at its next poll).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from earthkeep.events.posttroll import PosttrollPublisher, PosttrollSink
 from earthkeep.granules import broker
-from earthkeep.granules.gatherer import Dataset, Gatherer
+from earthkeep.granules.gatherer import GATHERER_KEY, Dataset, Gatherer
 from earthkeep.granules.mail import MailAlerts
 from earthkeep.granules.mirror import MirrorHooks
 from earthkeep.granules.orbits import Elements
@@ -107,6 +108,11 @@ class Collector:
         """Mirror hooks of this process: wake the announcer, e-mail errors."""
         return MirrorHooks(stored=self.announcer.wake, alerts=self.alerts, **kw)
 
+    async def save_gatherer(self) -> None:
+        """The gatherer's open slots into the store (``GATHERER_KEY``), for ``GET /granules/gatherer``."""
+        snap = {"updated_at": datetime.now(UTC).isoformat(), **self.gatherer.snapshot()}
+        await self.services.store.put(GATHERER_KEY, json.dumps(snap).encode(), content_type="application/json")
+
     async def ensure_elements(self) -> bool:
         """Fetch the orbital elements (``EARTHKEEP_TLE_URL``) when the store has none; whether there are some.
 
@@ -180,6 +186,7 @@ class Collector:
         while True:
             try:
                 await self.publish_status()
+                await self.save_gatherer()
             except Exception as exc:
                 log.error("granules.status_failed", error=repr(exc))
                 self.alerts.error("broker", f"queue status failed: {exc}")

@@ -28,6 +28,7 @@ import structlog
 from earthkeep.granules.settings import Product
 
 log = structlog.get_logger(__name__)
+GATHERER_KEY = "viirs/status/gatherer.json"  # the collector's snapshot of the open slots
 
 
 @dataclass
@@ -90,6 +91,17 @@ class Gatherer:
         slot = Slot(product, platform, orbit, start, self.clock())
         self.slots.append(slot)
         return slot
+
+    def snapshot(self) -> dict[str, Any]:
+        """The open slots (product, platform, orbit, start, segments there and missing, age) and the drops."""
+        now = self.clock()
+        return {"dropped": self.dropped, "slots": [
+            {"product": s.product.name, "platform_name": s.platform_name, "orbit_number": s.orbit_number,
+             "start_time": s.start_time.isoformat(), "segments": sorted(s.files),
+             "missing": sorted(set(s.product.wanted or s.product.required) - set(s.files)),
+             "required_there": all(seg in s.files for seg in s.product.required),
+             "age_s": round(now - s.opened, 1), "timeliness_s": s.product.timeliness_s}
+            for s in self.slots]}
 
     def expire(self) -> list[Dataset]:
         """Slots past their timeliness: published when the required segments are there, else dropped."""

@@ -46,6 +46,21 @@ def messages(session: SessionDep, _: ReadDep, subject: str | None = None,
              "sent_at": m.sent_at} for m in recent(session, subject=subject, limit=limit)]
 
 
+@router.get("/granules/gatherer")
+async def gatherer(services: ServicesDep, _: ReadDep) -> dict[str, Any]:
+    """The segment gatherer's open slots, as the granules role last saved them (every status interval)."""
+    import json
+
+    from earthkeep.errors import NotFound
+    from earthkeep.granules.gatherer import GATHERER_KEY
+
+    try:
+        return dict(json.loads(await services.store.get(GATHERER_KEY)))
+    except NotFound:
+        return {"updated_at": None, "dropped": 0, "slots": [],
+                "note": "no granules role has saved its gatherer yet (earthkeep serve --role granules)"}
+
+
 @router.get("/granules/failures")
 def failed_files(session: SessionDep, _: ReadDep,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-// Granules: the latest posttroll messages, files that failed verification, tasks and their counts.
+// Granules: the latest posttroll messages, the segment gatherer's open slots, files that failed verification,
+// tasks and their counts.
 import { getJSON } from "../api.js";
 import { card, fill, h, stat, status, table, when } from "../dom.js";
 
@@ -24,16 +25,33 @@ function tasksTable(tasks) {
   ], tasks, { id: "tasks", empty: "no task yet" });
 }
 
+function slotsTable(g) {
+  return h("div", {},
+    h("p", { class: "muted" }, g.updated_at ? `saved by the granules role ${when(g.updated_at)}; ${g.dropped} slot(s) `
+      + "dropped so far (required segments missing at their timeliness)" : g.note || ""),
+    table([
+      { label: "product", value: (x) => x.product }, { label: "platform", value: (x) => x.platform_name },
+      { label: "orbit", num: true, value: (x) => String(x.orbit_number) },
+      { label: "start", value: (x) => when(x.start_time) }, { label: "segments there", value: (x) => x.segments.join(" ") },
+      { label: "missing", value: (x) => x.missing.join(" ") },
+      { label: "required there", value: (x) => (x.required_there ? "yes" : "no") },
+      { label: "age / timeliness (s)", num: true, value: (x) => `${Math.round(x.age_s)} / ${x.timeliness_s}` },
+    ], g.slots, { id: "slots", empty: "no open slot" }));
+}
+
 export async function mount(root) {
   const counts = h("div");
   const msgs = h("div");
   const fails = h("div");
   const tasks = h("div");
-  root.append(h("h2", {}, "Granules"), counts, card("Latest messages", msgs),
+  const slots = h("div");
+  root.append(h("h2", {}, "Granules"), counts, card("Latest messages", msgs), card("Segment gatherer: open slots", slots),
     h("div", { class: "grid" }, card("Tasks", tasks), card("Files that failed verification", fails)));
   async function refresh() {
-    const [m, f, t, s] = await Promise.all([getJSON("/granules/messages", { limit: 50 }),
-      getJSON("/granules/failures", { limit: 50 }), getJSON("/tasks", { limit: 100 }), getJSON("/tasks/status")]);
+    const [m, f, t, s, g] = await Promise.all([getJSON("/granules/messages", { limit: 50 }),
+      getJSON("/granules/failures", { limit: 50 }), getJSON("/tasks", { limit: 100 }), getJSON("/tasks/status"),
+      getJSON("/granules/gatherer")]);
+    fill(slots, slotsTable(g));
     fill(counts, h("div", { class: "tiles", id: "task-counts" },
       Object.entries(s.tasks || {}).map(([k, v]) => stat(`tasks ${k}`, v, { dataset: { tasks: k } })),
       stat("messages shown", m.length)));
