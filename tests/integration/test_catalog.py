@@ -76,6 +76,35 @@ def test_search_filters_and_cursor_pages(engine):
             search_items(s, ItemQuery(bbox=(0, 50, 10, 40)))
 
 
+def test_bbox_search_and_count_agree_on_both_backends_across_the_antimeridian(engine):
+    from sqlalchemy import text
+
+    from earthkeep.catalog.items import count_items
+
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        _add(s, 3, collection="east", bbox=(170, -5, 179, 5))
+        _add(s, 2, collection="west", bbox=(-179, -5, -170, 5))
+        _add(s, 4, collection="middle", bbox=(-10, -5, 10, 5))
+        _add(s, 1, collection="north", bbox=(170, 60, 179, 70))
+        upsert_item(s, collection="nowhere", item_id="x", start=T0, end=T0)  # no bbox: matches no bbox search
+    with sessions() as s:
+        for bbox, expected in (((160, -10, -160, 10), {"east": 3, "west": 2}), ((-20, -6, 20, 6), {"middle": 4}),
+                               ((175, 50, 178, 80), {"north": 1}), ((0, 80, 10, 90), {})):
+            q = ItemQuery(bbox=bbox, limit=100)
+            got: dict[str, int] = {}
+            for i in search_items(s, q).items:
+                got[i.collection] = got.get(i.collection, 0) + 1
+            assert got == expected, bbox
+            assert count_items(s, q) == sum(expected.values())
+        if engine.dialect.name == "postgresql":  # the index the bbox filter is written for (migration 0004)
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = "\n".join(r[0] for r in s.execute(text(
+                "EXPLAIN SELECT count(*) FROM items WHERE box(point(west, south), point(east, north)) "
+                "&& box(point(0, 0), point(1, 1))")))
+            assert "ix_items_bbox_gist" in plan
+
+
 def test_touch_and_delete(engine):
     sessions = session_factory(engine)
     with sessions.begin() as s:

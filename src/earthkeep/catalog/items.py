@@ -151,7 +151,7 @@ def search_items(session: Session, query: ItemQuery) -> ItemPage:
     stay full and cursors exact.
     """
     keys = _sort_keys(query.sortby)
-    stmt = select(Item).where(*_filters(query)).order_by(
+    stmt = select(Item).where(*_filters(query, _gist(session))).order_by(
         *[(k.desc() if desc else k.asc()) for k, desc in keys], Item.pk.asc())
     after = _decode_after(query.cursor, query.sortby)
     keep = _postfilter(query)
@@ -173,13 +173,15 @@ def count_items(session: Session, query: ItemQuery) -> int:
     """How many items match ``query`` (all pages); exact for ``intersects`` and ``matches`` too."""
     if query.matches is not None:
         keep = _postfilter(query)
-        rows = session.scalars(select(Item).where(*_filters(query)).execution_options(yield_per=_SCAN))
+        rows = session.scalars(select(Item).where(*_filters(query, _gist(session)))
+                               .execution_options(yield_per=_SCAN))
         return sum(1 for r in rows if keep is None or keep(r))
     if query.intersects is None:
-        return int(session.scalar(select(func.count()).select_from(Item).where(*_filters(query))) or 0)
+        return int(session.scalar(select(func.count()).select_from(Item).where(*_filters(query, _gist(session))))
+                   or 0)
     geom = check_geometry(query.intersects)
     rows = session.execute(select(Item.geometry, Item.west, Item.south, Item.east, Item.north)
-                           .where(*_filters(query)))
+                           .where(*_filters(query, _gist(session))))
     return sum(1 for g, w, s, e, n in rows if geom.intersects(_footprint(g, (w, s, e, n))))
 
 
@@ -192,7 +194,12 @@ def _postfilter(query: ItemQuery) -> Callable[[Item], bool] | None:
     return lambda item: (geom is None or _touches(geom, item)) and (matches is None or matches(item))
 
 
-def _filters(q: ItemQuery) -> list[ColumnElement[bool]]:
+def _gist(session: Session) -> bool:
+    """Whether the catalog has the bbox GiST index of migration 0004 (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _filters(q: ItemQuery, gist: bool = False) -> list[ColumnElement[bool]]:
     names = [*([q.collection] if q.collection else []), *q.collections]
     out: list[ColumnElement[bool]] = []
     if names:
@@ -204,19 +211,32 @@ def _filters(q: ItemQuery) -> list[ColumnElement[bool]]:
     if q.end is not None:
         out.append(or_(Item.start_datetime <= q.end, Item.start_datetime.is_(None)))
     if q.bbox is not None:
-        out.append(_overlaps(check_bbox(q.bbox)))
+        out.append(_overlaps(check_bbox(q.bbox), gist))
     if q.intersects is not None:
-        out.append(_overlaps(check_geometry(q.intersects).bounds))
+        out.append(_overlaps(check_geometry(q.intersects).bounds, gist))
     return out
 
 
-def _overlaps(bbox: Sequence[float]) -> ColumnElement[bool]:
-    """Items whose bbox overlaps ``bbox``; a box with west > east crosses the antimeridian."""
+def _overlaps(bbox: Sequence[float], gist: bool = False) -> ColumnElement[bool]:
+    """Items whose bbox overlaps ``bbox``; a box with west > east crosses the antimeridian.
+
+    With ``gist`` (PostgreSQL) the same test is also written as ``box && box`` on the indexed expression,
+    which lets the planner read the GiST index; the column comparisons stay the exact test.
+    """
     w, s, e, n = bbox
     lat = and_(Item.south <= n, Item.north >= s)
     if w <= e:
-        return and_(Item.west <= e, Item.east >= w, lat)
-    return and_(or_(Item.east >= w, Item.west <= e), lat)
+        exact = and_(Item.west <= e, Item.east >= w, lat)
+        return and_(exact, _box_overlaps(w, s, e, n)) if gist else exact
+    exact = and_(or_(Item.east >= w, Item.west <= e), lat)
+    if not gist:
+        return exact
+    return and_(exact, or_(_box_overlaps(w, s, 180.0, n), _box_overlaps(-180.0, s, e, n)))
+
+
+def _box_overlaps(w: float, s: float, e: float, n: float) -> ColumnElement[bool]:
+    indexed = func.box(func.point(Item.west, Item.south), func.point(Item.east, Item.north))
+    return indexed.op("&&")(func.box(func.point(literal(w), literal(s)), func.point(literal(e), literal(n))))
 
 
 def _footprint(geometry: dict[str, Any] | None, bbox: Sequence[float | None]) -> BaseGeometry:

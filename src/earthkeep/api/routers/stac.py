@@ -8,6 +8,7 @@ only, so the rest of the API keeps its own error body.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -21,12 +22,15 @@ from sqlalchemy.orm import Session
 from earthkeep.api.deps import ReadDep, SessionDep
 from earthkeep.api.errors import status_for
 from earthkeep.api.stac_params import ITEMS_PARAMS, SearchParams, from_body, from_query
+from earthkeep.catalog.cursor import decode_cursor, encode_cursor
 from earthkeep.catalog.filters import matcher, queryables
 from earthkeep.catalog.items import ItemQuery, collection_extents, count_items, get_item, search_items
 from earthkeep.catalog.stac import GEOJSON, STAC_VERSION, collection_to_stac, iso, item_to_stac, select_fields
 from earthkeep.errors import EarthkeepError, InvalidInput, NotFound
 
 log = structlog.get_logger(__name__)
+#: counts numberMatched of a first page while the page itself is read (PostgreSQL: two connections, two cores)
+_COUNTER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stac-count")
 
 API = "https://api.stacspec.org/v1.0.0"
 OGC = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf"
@@ -160,16 +164,36 @@ def _item_collection(request: Request, session: Session, p: SearchParams,
     q = ItemQuery(start=p.start, end=p.end, bbox=p.bbox, limit=p.limit, cursor=p.token, collections=p.collections,
                   ids=p.ids, intersects=p.intersects, sortby=p.sortby,
                   matches=(lambda item: test(item_to_stac(item, base))) if test else None)
+    counting: Future[int] | None = None
     try:
+        matched = _carried_count(p.token)
+        if matched is None and session.get_bind().dialect.name == "postgresql":
+            counting = _COUNTER.submit(_count_apart, session.get_bind(), q)  # beside the page, on its own connection
         page = search_items(session, q)
     except InvalidInput as exc:  # the parameters are checked already: what is left is the cursor
         raise InvalidInput(f"token: {exc}") from exc
     features = [select_fields(item_to_stac(i, base), p.fields) for i in page.items]
+    if matched is None:
+        matched = counting.result() if counting is not None else count_items(session, q)
     links = [_link("self", str(request.url), GEOJSON), _link("root", f"{base}/stac")]
     if page.next_cursor:
-        links.append(next_link(page.next_cursor))
+        links.append(next_link(encode_cursor({**(decode_cursor(page.next_cursor) or {}), "n": matched})))
     return GeoJSONResponse({"type": "FeatureCollection", "features": features, "links": links,
-                            "numberMatched": count_items(session, q), "numberReturned": len(features)})
+                            "numberMatched": matched, "numberReturned": len(features)})
+
+
+def _count_apart(bind: Any, q: ItemQuery) -> int:
+    with Session(bind) as s:
+        return count_items(s, q)
+
+
+def _carried_count(token: str | None) -> int | None:
+    """``numberMatched`` as the first page counted it, carried in the ``next`` token (one count per search).
+
+    Pages of one search then agree on the total, and only the first page pays for the count.
+    """
+    n = (decode_cursor(token) or {}).get("n") if token else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 else None
 
 
 def _get_next(request: Request) -> Callable[[str], dict[str, Any]]:
