@@ -135,3 +135,23 @@ def test_bytes_corrupted_in_flight_are_rejected(tmp_path: Path) -> None:
         report = asyncio.run(collect_wind(services, config(services), now=NOW, history=False, retry=FAST))
     assert report.status == "failed" and "f006" in report.error
     assert f"gfs.{LATEST:%Y%m%d.%H}.1p00.f006" not in _item_ids(services) and len(_item_ids(services)) == 2
+
+
+def test_a_retry_takes_over_the_claims_and_run_of_its_killed_attempt(tmp_path: Path) -> None:
+    """kill -9 mid-collection leaves file claims (TTL 15 min) and a "running" run; the job's retry must not skip."""
+    from earthkeep.forcing import claims
+    from earthkeep.forcing.records import begin_run
+
+    write_gfs(tmp_path / "gfs", cycles=[LATEST])
+    with gfs_server(tmp_path / "gfs") as (url, _):
+        services = open_services(f"sqlite:///{tmp_path}/catalog.db", tmp_path, url)
+        cfg = config(services)
+        with services.sessions.begin() as s:
+            dead_run = begin_run(s, "noaa_gfs", "wind", job_id=7)
+        ids = [f"gfs.{LATEST:%Y%m%d.%H}.{cfg.sources.gfs_grid}.f{h:03d}" for h in cfg.forecast_hours]
+        assert claims.claim_many(services.engine, ids, claims.owner_for(7), 900) == set(ids)
+        report = asyncio.run(collect_wind(services, cfg, now=NOW, history=False, retry=FAST, job_id=7))
+    assert report.status == "completed" and report.records == len(ids) == len(_item_ids(services)), report
+    with services.sessions() as s:
+        assert s.get(Run, dead_run).status == "failed" and "interrupted" in s.get(Run, dead_run).error_message
+        assert s.get(AggregatorCollectionStatus, dead_run).status == "failed"

@@ -45,7 +45,7 @@ async def collect_wind(
     """Find the latest complete cycle, fill the analysis series' gaps, fetch the cycle's forecast hours."""
     run_id = await asyncio.to_thread(_begin, services, job_id, trace_id)
     try:
-        report = await _collect_wind(services, cfg, now, history, retry, progress)
+        report = await _collect_wind(services, cfg, now, history, retry, progress, claims.owner_for(job_id))
     except EarthkeepError as exc:
         log.error("gfs.run_failed", error=str(exc))
         await asyncio.to_thread(_end, services, run_id, "failed", 0, 0, 0, str(exc), {})
@@ -62,10 +62,11 @@ async def _collect_wind(
     history: bool,
     retry: RetryPolicy | None,
     progress: Callable[[int], None] | None,
+    owner: str,
 ) -> tuple[Any, ...]:
     src = cfg.sources
     mirrors = src.mirror_urls()
-    async with WindCollector(services, cfg, retry=retry, progress=progress) as collector:
+    async with WindCollector(services, cfg, retry=retry, progress=progress, owner=owner) as collector:
         found = await latest_complete_cycle(
             collector, mirrors, cfg.forecast_hours, src.gfs_grid, now=now, lookback=src.gfs_lookback_cycles
         )

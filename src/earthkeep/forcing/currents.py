@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,7 +90,7 @@ async def collect_currents(services: Services, cfg: ForcingConfig, *, now: datet
     end = today + timedelta(days=cfg.sources.cmems_forecast_days)
     chunks = cmems.day_chunks(start, end, cfg.sources.cmems_chunk_days)
     todo = await asyncio.to_thread(_due, services, cfg, chunks, today)
-    owner = uuid.uuid4().hex
+    owner = claims.owner_for(job_id)
     stored, failed, nbytes = 0, {}, 0
     with tempfile.TemporaryDirectory(prefix="earthkeep-cmems-") as tmp:
         for chunk in todo:

@@ -166,7 +166,14 @@ def delete_files(session: Session, items: Sequence[Item]) -> list[str]:
 def begin_run(
     session: Session, source: str, data_type: str, *, job_id: int | None = None, trace_id: str | None = None
 ) -> str:
-    """Open a run in the ledger and its ``aggregator_collection_status`` row; return the run id."""
+    """Open a run in the ledger and its ``aggregator_collection_status`` row; return the run id.
+
+    A run of the same job and data type still ``running`` belongs to an attempt
+    whose worker died (the job queue runs one attempt at a time): it is closed
+    as failed here, so that no run stays "running" forever.
+    """
+    if job_id is not None:
+        _close_interrupted(session, source, data_type, job_id)
     run = start_run(session, source, collection=COLLECTIONS.get(data_type, data_type), job_id=job_id, trace_id=trace_id)
     session.add(
         AggregatorCollectionStatus(
@@ -175,6 +182,14 @@ def begin_run(
     )
     session.flush()
     return run.id
+
+
+def _close_interrupted(session: Session, source: str, data_type: str, job_id: int) -> None:
+    collection = COLLECTIONS.get(data_type, data_type)
+    stale = session.scalars(select(Run.id).where(Run.job_id == job_id, Run.source == source,
+                                                 Run.collection == collection, Run.status == "running")).all()
+    for run_id in stale:
+        end_run(session, run_id, "failed", error="interrupted: the worker running this attempt was lost")
 
 
 def end_run(

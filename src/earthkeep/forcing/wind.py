@@ -92,10 +92,11 @@ class WindCollector:
         *,
         retry: RetryPolicy | None = None,
         progress: Callable[[int], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.services = services
         self.cfg = cfg
-        self.owner = uuid.uuid4().hex
+        self.owner = owner or uuid.uuid4().hex  # see claims.owner_for
         self.retry = retry
         self.progress = progress
         self._grid = get_grid(cfg.sources.gfs_grid)
