@@ -224,10 +224,7 @@ def gfs_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     with site.http() as c:
         r = c.post("/jobs", json={"kind": "forcing.collect", "payload": {"history": False}})
         assert r.status_code == 202, r.text
-    killed_running = _maybe_kill(site, kill_after)
-    jobs = wait_jobs_settled(site)
-    work_s = time.monotonic() - t0
-    site.serve.stop()
+    killed_running, jobs, work_s = _kill_and_settle(site, kill_after, t0)
     files = {(str(d), c, str(v)) for d, c, v in
              site.query("SELECT forecast_date, forecast_cycle, valid_time_start FROM aggregator_datasets")}
     out = {"items": len(files), "work_s": work_s, "killed_running": killed_running, **check_jobs(jobs),
@@ -251,6 +248,15 @@ def _maybe_kill(site: Site, kill_after: float | None) -> bool:
     return running
 
 
+def _kill_and_settle(site: Site, kill_after: float | None, t0: float) -> tuple[bool, list[tuple[Any, ...]], float]:
+    """The common end of a serve-killing trial: maybe kill and restart, wait for every job, stop serve."""
+    killed_running = _maybe_kill(site, kill_after)
+    jobs = wait_jobs_settled(site)
+    work_s = time.monotonic() - t0
+    site.serve.stop()
+    return killed_running, jobs, work_s
+
+
 # -- (b) granule mirror -----------------------------------------------------------------------------
 
 def granules_run(site: Site, kill_after: float | None) -> dict[str, Any]:
@@ -259,10 +265,7 @@ def granules_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     with site.http() as c:
         r = c.post("/jobs", json={"kind": "granules.mirror", "payload": {}})
         assert r.status_code == 202, r.text
-    killed_running = _maybe_kill(site, kill_after)
-    jobs = wait_jobs_settled(site)
-    work_s = time.monotonic() - t0
-    site.serve.stop()
+    killed_running, jobs, work_s = _kill_and_settle(site, kill_after, t0)
     n = site.query("SELECT count(*) FROM items WHERE collection = 'viirs-sdr'")[0][0]
     return {"items": n, "work_s": work_s, "killed_running": killed_running, **check_jobs(jobs), **check_store(site),
             **check_unique(site, "items", "collection||'/'||item_id"),
@@ -280,10 +283,7 @@ def nightlights_run(site: Site, kill_after: float | None) -> dict[str, Any]:
         r = c.post("/nightlights/jobs", json={"area_id": area.json()["id"], "start_month": "2024-01",
                                               "end_month": "2024-01"})
         assert r.status_code == 202, r.text
-    killed_running = _maybe_kill(site, kill_after)
-    jobs = wait_jobs_settled(site)
-    work_s = time.monotonic() - t0
-    site.serve.stop()
+    killed_running, jobs, work_s = _kill_and_settle(site, kill_after, t0)
     n = site.query("SELECT count(*) FROM nl_results")[0][0]
     return {"items": n, "work_s": work_s, "killed_running": killed_running, **check_jobs(jobs), **check_store(site),
             **check_unique(site, "nl_results", "area_id||'/'||month||'/'||source"),
