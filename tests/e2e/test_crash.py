@@ -421,13 +421,7 @@ SCENARIOS = [
 ]
 
 
-GRANULES_LOSS = ("known loss: after a kill -9 mid-mirror the restarted granules.mirror job completed with 19 of "
-                 "24 granules (seed 19, first trial); cause not yet found (granule_locks of the dead worker?)")
-PARAMS = [pytest.param(s, id=s.name, marks=pytest.mark.xfail(reason=GRANULES_LOSS, strict=False))
-          if s.name == "granules" else pytest.param(s, id=s.name) for s in SCENARIOS]
-
-
-@pytest.mark.parametrize("scenario", PARAMS)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_kill9_then_restart_loses_nothing(scenario: Scenario, emulated, tmp_path):
     scopes = ("admin", "node", "node2") if scenario.name == "rescue" else ("admin",)
     rng = random.Random(f"{SEED}:{scenario.name}")

@@ -169,3 +169,35 @@ async def test_two_mirrors_of_one_selection_never_overlap(tmp_path):
             assert (await mirror(svc, config(svc, base))).skipped == len(emu.names())  # lock released
     finally:
         svc.close()
+
+
+async def test_the_next_attempt_of_a_job_takes_over_the_lease_of_its_killed_worker(db_url, tmp_path):
+    """A worker killed mid-mirror leaves its lease and a ``running`` run; the job's retry must not skip.
+
+    With a per-attempt lease owner the retry raised Conflict, the job "completed" as
+    skipped, and the granules not yet fetched were lost until the lease TTL ran out
+    (tests/e2e/test_crash.py found 19 of 24 stored).
+    """
+    from earthkeep.catalog.runs import INTERRUPTED, start_run
+    from earthkeep.granules.locks import acquire, owner_for
+
+    emu = emulator(tmp_path)
+    emu.add_granules(2)
+    svc = open_services(db_url, tmp_path)
+    try:
+        with serve_app(emu.app()) as base:
+            cfg = config(svc, base)
+            name = cfg.selection(None).lock_name()
+            assert acquire(svc.engine, name, owner_for(7), ttl_s=600)  # the dead attempt of job 7
+            with svc.sessions.begin() as s:
+                dead = start_run(s, "gina", collection="viirs-sdr", job_id=7).id
+            with pytest.raises(Conflict):  # another job still cannot overlap it
+                await mirror(svc, cfg, job_id=8)
+            report = await mirror(svc, cfg, job_id=7)
+        assert sorted(report.stored) == sorted(emu.names()) == items(svc)
+        with svc.sessions() as s:
+            runs = {r.id: r for r in list_runs(s, source="gina")}
+        assert runs[dead].status == "failed" and runs[dead].error_message == INTERRUPTED
+        assert runs[report.run_id].status == "completed" and runs[report.run_id].job_id == 7
+    finally:
+        svc.close()

@@ -12,6 +12,7 @@ from earthkeep.catalog.tables import Run, utcnow
 from earthkeep.errors import InvalidInput, NotFound
 
 RUN_STATUSES = ("running", "completed", "failed", "skipped")
+INTERRUPTED = "interrupted: the worker running this attempt was lost"
 
 
 def start_run(
@@ -23,6 +24,15 @@ def start_run(
     session.add(run)
     session.flush()
     return run
+
+
+def close_interrupted(session: Session, source: str, collection: str | None, job_id: int) -> list[str]:
+    """Close as failed the runs of ``job_id`` still ``running``: their worker died (one attempt runs at a time)."""
+    stale = session.scalars(select(Run.id).where(Run.job_id == job_id, Run.source == source,
+                                                 Run.collection == collection, Run.status == "running")).all()
+    for run_id in stale:
+        finish_run(session, run_id, "failed", error=INTERRUPTED)
+    return list(stale)
 
 
 def finish_run(

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.items import AssetSpec, delete_items, upsert_item
-from earthkeep.catalog.runs import finish_run, start_run
+from earthkeep.catalog.runs import INTERRUPTED, finish_run, start_run
 from earthkeep.catalog.tables import Asset, Item, Run, utcnow
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.forcing.tables import AggregatorCollectionStatus, AggregatorDataset
@@ -189,7 +189,7 @@ def _close_interrupted(session: Session, source: str, data_type: str, job_id: in
     stale = session.scalars(select(Run.id).where(Run.job_id == job_id, Run.source == source,
                                                  Run.collection == collection, Run.status == "running")).all()
     for run_id in stale:
-        end_run(session, run_id, "failed", error="interrupted: the worker running this attempt was lost")
+        end_run(session, run_id, "failed", error=INTERRUPTED)
 
 
 def end_run(

@@ -34,7 +34,7 @@ async def mirror_job(ctx: JobContext) -> dict[str, Any]:
 
     cfg = GranuleConfig.of(ctx.services.settings)
     try:
-        report = await mirror(ctx.services, cfg, backfill_days=ctx.payload.get("backfill_days"))
+        report = await mirror(ctx.services, cfg, backfill_days=ctx.payload.get("backfill_days"), job_id=ctx.job.id)
     except Conflict as exc:  # another run of this selection is busy: nothing to do now
         return {"skipped": str(exc)}
     return {"run_id": report.run_id, **report.summary()}

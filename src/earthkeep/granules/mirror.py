@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import structlog
 
-from earthkeep.catalog.runs import finish_run, start_run
+from earthkeep.catalog.runs import close_interrupted, finish_run, start_run
 from earthkeep.errors import IntegrityError, InvalidInput, NotFound, SourceUnavailable, TransferFailed
 from earthkeep.granules.hdf5 import check_hdf5
-from earthkeep.granules.locks import held
+from earthkeep.granules.locks import held, owner_for
 from earthkeep.granules.messages import granule_uri
 from earthkeep.granules.records import backing_off, catalogued, record_failure, record_granule
 from earthkeep.sources.gina import (
@@ -110,13 +110,20 @@ def plan(services: Services, granules: list[RemoteGranule], sel: Selection) -> t
 
 
 async def mirror(services: Services, cfg: GranuleConfig, *, backfill_days: int | None = None,
-                 hooks: MirrorHooks | None = None, client: httpx.AsyncClient | None = None) -> MirrorReport:
-    """One mirror run of the configured selection (raises :class:`Conflict` if one is running)."""
+                 hooks: MirrorHooks | None = None, client: httpx.AsyncClient | None = None,
+                 job_id: int | None = None) -> MirrorReport:
+    """One mirror run of the configured selection (raises :class:`Conflict` if one is running).
+
+    Run by a job (``job_id``), the lease belongs to the job and a run of the same
+    job left ``running`` by a killed worker is closed as failed.
+    """
     hooks = hooks or MirrorHooks()
     sel = check_selection(cfg.selection(backfill_days))
-    async with held(services.engine, sel.lock_name(), cfg.viirs.lock_ttl_s):
+    async with held(services.engine, sel.lock_name(), cfg.viirs.lock_ttl_s, owner_for(job_id)):
         with services.sessions.begin() as s:
-            run_id = start_run(s, SOURCE, collection="viirs-sdr").id
+            if job_id is not None:
+                close_interrupted(s, SOURCE, "viirs-sdr", job_id)
+            run_id = start_run(s, SOURCE, collection="viirs-sdr", job_id=job_id).id
         report = MirrorReport(run_id=run_id)
         try:
             await _run(services, cfg, sel, report, hooks, client)
