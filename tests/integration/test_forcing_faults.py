@@ -13,6 +13,7 @@ from sqlalchemy import select
 from earthkeep.catalog.tables import Item, Run
 from earthkeep.forcing.collect import collect_all, collect_wind
 from earthkeep.forcing.tables import AggregatorCollectionStatus, AggregatorDataset
+from earthkeep.jobs.handlers import lease_owner
 from earthkeep.sources import cmems
 from earthkeep.testbed import gfs
 from earthkeep.testbed.cmems import FakeCopernicus, InvalidUsernameOrPassword
@@ -149,7 +150,7 @@ def test_a_retry_takes_over_the_claims_and_run_of_its_killed_attempt(tmp_path: P
         with services.sessions.begin() as s:
             dead_run = begin_run(s, "noaa_gfs", "wind", job_id=7)
         ids = [f"gfs.{LATEST:%Y%m%d.%H}.{cfg.sources.gfs_grid}.f{h:03d}" for h in cfg.forecast_hours]
-        assert claims.claim_many(services.engine, ids, claims.owner_for(7), 900) == set(ids)
+        assert claims.claim_many(services.engine, ids, lease_owner(7), 900) == set(ids)
         report = asyncio.run(collect_wind(services, cfg, now=NOW, history=False, retry=FAST, job_id=7))
     assert report.status == "completed" and report.records == len(ids) == len(_item_ids(services)), report
     with services.sessions() as s:

@@ -179,7 +179,8 @@ async def test_the_next_attempt_of_a_job_takes_over_the_lease_of_its_killed_work
     (tests/e2e/test_crash.py found 19 of 24 stored).
     """
     from earthkeep.catalog.runs import INTERRUPTED, start_run
-    from earthkeep.granules.locks import acquire, owner_for
+    from earthkeep.granules.locks import acquire
+    from earthkeep.jobs.handlers import lease_owner
 
     emu = emulator(tmp_path)
     emu.add_granules(2)
@@ -188,7 +189,7 @@ async def test_the_next_attempt_of_a_job_takes_over_the_lease_of_its_killed_work
         with serve_app(emu.app()) as base:
             cfg = config(svc, base)
             name = cfg.selection(None).lock_name()
-            assert acquire(svc.engine, name, owner_for(7), ttl_s=600)  # the dead attempt of job 7
+            assert acquire(svc.engine, name, lease_owner(7), ttl_s=600)  # the dead attempt of job 7
             with svc.sessions.begin() as s:
                 dead = start_run(s, "gina", collection="viirs-sdr", job_id=7).id
             with pytest.raises(Conflict):  # another job still cannot overlap it

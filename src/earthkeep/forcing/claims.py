@@ -8,7 +8,6 @@ row also keeps the last error met for the file, which the gap report shows.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
@@ -18,18 +17,6 @@ from earthkeep.catalog.db import session_factory, translate_errors
 from earthkeep.catalog.tables import utcnow
 from earthkeep.errors import Conflict
 from earthkeep.forcing.tables import ForcingClaim
-
-
-def owner_for(job_id: int | None) -> str:
-    """The claim owner of a collection: its job, or a fresh id when it runs outside the queue.
-
-    Owned by the job, a claim left by a worker killed mid-download is taken over
-    at once by the job's next attempt (the job queue's lease already guarantees one
-    live attempt at a time); with a per-attempt owner the retry found every file
-    "claimed" by its dead predecessor, skipped them all and completed with
-    nothing stored until the claims' TTL (15 min) had passed.
-    """
-    return f"job-{job_id}" if job_id is not None else uuid.uuid4().hex
 
 
 def claim(engine: Engine, file_id: str, owner: str, ttl_s: float) -> bool:

@@ -21,6 +21,7 @@ from earthkeep.forcing.history import Gap, Outlook, gaps, series_files
 from earthkeep.forcing.records import begin_run, end_run
 from earthkeep.forcing.settings import ForcingConfig
 from earthkeep.forcing.wind import WindCollector, catalogued, summarise
+from earthkeep.jobs.handlers import lease_owner
 from earthkeep.sources.gfs import GfsFile, latest_complete_cycle, mirrors_for
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ async def collect_wind(
     """Find the latest complete cycle, fill the analysis series' gaps, fetch the cycle's forecast hours."""
     run_id = await asyncio.to_thread(_begin, services, job_id, trace_id)
     try:
-        report = await _collect_wind(services, cfg, now, history, retry, progress, claims.owner_for(job_id))
+        report = await _collect_wind(services, cfg, now, history, retry, progress, lease_owner(job_id))
     except EarthkeepError as exc:
         log.error("gfs.run_failed", error=str(exc))
         await asyncio.to_thread(_end, services, run_id, "failed", 0, 0, 0, str(exc), {})

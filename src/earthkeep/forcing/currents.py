@@ -26,6 +26,7 @@ from earthkeep.errors import EarthkeepError, IntegrityError
 from earthkeep.forcing import claims
 from earthkeep.forcing.records import CMEMS_COLLECTION, ForcingFile, begin_run, end_run, record_file
 from earthkeep.forcing.settings import ForcingConfig
+from earthkeep.jobs.handlers import lease_owner
 from earthkeep.sources import cmems
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ async def collect_currents(services: Services, cfg: ForcingConfig, *, now: datet
     end = today + timedelta(days=cfg.sources.cmems_forecast_days)
     chunks = cmems.day_chunks(start, end, cfg.sources.cmems_chunk_days)
     todo = await asyncio.to_thread(_due, services, cfg, chunks, today)
-    owner = claims.owner_for(job_id)
+    owner = lease_owner(job_id)
     stored, failed, nbytes = 0, {}, 0
     with tempfile.TemporaryDirectory(prefix="earthkeep-cmems-") as tmp:
         for chunk in todo:

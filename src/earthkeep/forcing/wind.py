@@ -96,7 +96,7 @@ class WindCollector:
     ) -> None:
         self.services = services
         self.cfg = cfg
-        self.owner = owner or uuid.uuid4().hex  # see claims.owner_for
+        self.owner = owner or uuid.uuid4().hex  # see jobs.handlers.lease_owner
         self.retry = retry
         self.progress = progress
         self._grid = get_grid(cfg.sources.gfs_grid)

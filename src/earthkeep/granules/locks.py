@@ -25,11 +25,6 @@ from earthkeep.granules.tables import GranuleLock
 log = structlog.get_logger(__name__)
 
 
-def owner_for(job_id: int | None) -> str:
-    """The lease owner of a mirror run: its job (one live attempt at a time), else a fresh id."""
-    return f"job-{job_id}" if job_id is not None else uuid.uuid4().hex
-
-
 def acquire(engine: Engine, name: str, owner: str, ttl_s: float) -> bool:
     """Take or renew the lease ``name`` for ``owner``; False when someone else holds it."""
     now = utcnow()
@@ -60,7 +55,7 @@ async def held(engine: Engine, name: str, ttl_s: float, owner: str | None = None
     """Hold the lease for the block (renewed every ttl/3) or raise :class:`Conflict` at once.
 
     ``owner`` defaults to a fresh id. A mirror run by the job queue passes its
-    job (:func:`owner_for`), so that the next attempt of a job whose worker was
+    job (:func:`earthkeep.jobs.handlers.lease_owner`), so that the next attempt of a job whose worker was
     killed takes the lease over at once instead of finding it "held" until the
     TTL runs out.
     """

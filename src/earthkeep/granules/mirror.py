@@ -21,9 +21,10 @@ import structlog
 from earthkeep.catalog.runs import close_interrupted, finish_run, start_run
 from earthkeep.errors import IntegrityError, InvalidInput, NotFound, SourceUnavailable, TransferFailed
 from earthkeep.granules.hdf5 import check_hdf5
-from earthkeep.granules.locks import held, owner_for
+from earthkeep.granules.locks import held
 from earthkeep.granules.messages import granule_uri
 from earthkeep.granules.records import backing_off, catalogued, record_failure, record_granule
+from earthkeep.jobs.handlers import lease_owner
 from earthkeep.sources.gina import (
     PLATFORMS,
     Refused,
@@ -119,7 +120,7 @@ async def mirror(services: Services, cfg: GranuleConfig, *, backfill_days: int |
     """
     hooks = hooks or MirrorHooks()
     sel = check_selection(cfg.selection(backfill_days))
-    async with held(services.engine, sel.lock_name(), cfg.viirs.lock_ttl_s, owner_for(job_id)):
+    async with held(services.engine, sel.lock_name(), cfg.viirs.lock_ttl_s, lease_owner(job_id)):
         with services.sessions.begin() as s:
             if job_id is not None:
                 close_interrupted(s, SOURCE, "viirs-sdr", job_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,19 @@ import structlog
 
 from earthkeep.catalog.tables import Job
 from earthkeep.errors import InvalidInput
+
+
+def lease_owner(job_id: int | None) -> str:
+    """The owner of a lease a handler takes (file claims, mirror locks): its job, else a fresh id.
+
+    Owned by the job, a lease left by a worker killed mid-work is taken over at
+    once by the job's next attempt (the queue's own lease already guarantees one
+    live attempt at a time). With a per-attempt owner the retry found the work
+    "held" by its dead predecessor, skipped it and completed with nothing done
+    until the lease's TTL had passed (found by tests/e2e/test_crash.py for GFS
+    file claims and the granule mirror lock).
+    """
+    return f"job-{job_id}" if job_id is not None else uuid.uuid4().hex
 
 
 @dataclass
