@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -100,11 +101,15 @@ def processes(root: Path, args: argparse.Namespace) -> Iterator[tuple[str, dict[
            "EARTHKEEP_PARTIAL_DIR": str(root / "partial"), "EARTHKEEP_API_PORT": str(port),
            "HISTORICAL_DAYS": "1", "COLLECTION_SCHEDULE": f"*/{args.collect_every} * * * *",
            "FORCING_COLLECT_ON_START": "true", "EARTHKEEP_LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
-           **({"EARTHKEEP_INGEST_DEDUPE_SIZE": str(args.dedupe_size)} if args.dedupe_size else {})}
+           **({"EARTHKEEP_INGEST_DEDUPE_SIZE": str(args.dedupe_size)} if args.dedupe_size else {}),
+           **({"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max else {}),
+           **({"EARTHKEEP_DB_POOL_SIZE": str(args.pool_size)} if args.pool_size else {})}
     subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True)
     key = subprocess.run([*CLI, "keys", "create", "--scope", "ingest", "--name", "soak"], env=env, check=True,
                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    serve = subprocess.Popen([*CLI, "serve", "--role", "api,scheduler,worker"], env=env,
+    launcher = ([sys.executable, str(Path(__file__).with_name("_traced.py")), str(args.tracemalloc)]
+                if args.tracemalloc else CLI)
+    serve = subprocess.Popen([*launcher, "serve", "--role", "api,scheduler,worker"], env=env,
                              stdout=subprocess.DEVNULL, stderr=(root / "serve.log").open("wb"))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -179,6 +184,8 @@ def run(args: argparse.Namespace) -> list[Sample]:
                 s = Sample((time.monotonic() - t0) / 60, rss_mb(proc), int(gen.get("accepted", 0)) - stored, p95,
                            len(lat), stored, items)
                 samples.append(s)
+                if args.tracemalloc and s.minute >= args.warmup:
+                    os.kill(proc.pid, signal.SIGUSR1)  # bench/_traced.py writes a heap snapshot
                 print(f"{s.minute:6.1f} {s.rss_mb:8.1f} {s.lag:8d} {s.p95_ms:8.1f} {s.queries:8d} {s.stored:10d} "
                       f"{s.items:6d}", flush=True)
         finally:
@@ -201,6 +208,26 @@ def summarise(samples: list[Sample], warmup_min: float) -> dict[str, float]:
         "p95_second_half_ms": statistics.fmean(s.p95_ms for s in steady[half:] or steady),
         "observations_stored": float(last.stored),
     }
+
+
+def heap_growth(folder: Path, top: int = 15) -> None:
+    """Python-heap growth between the first and the last snapshot after warm-up, by allocation site."""
+    import tracemalloc
+
+    snaps = sorted(folder.glob("snap-*.pickle"))
+    if len(snaps) < 2:
+        print("tracemalloc: fewer than two snapshots after warm-up")
+        return
+    first, last = (tracemalloc.Snapshot.load(str(s)) for s in (snaps[0], snaps[-1]))
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__),
+              tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
+    first, last = first.filter_traces(ignore), last.filter_traces(ignore)
+    total = sum(st.size for st in last.statistics("filename")) - sum(st.size for st in first.statistics("filename"))
+    print(f"tracemalloc: Python heap grew {total / 2**20:+.1f} MB between {snaps[0].name} and {snaps[-1].name}")
+    for st in last.compare_to(first, "traceback")[:top]:
+        frames = [f"{fr.filename.rsplit('site-packages/', 1)[-1].rsplit('/src/', 1)[-1]}:{fr.lineno}"
+                  for fr in st.traceback[-4:]]
+        print(f"  {st.size_diff / 2**20:+8.2f} MB {st.count_diff:+8d} blocks  {' <- '.join(reversed(frames))}")
 
 
 def plot(samples: list[Sample], path: Path, title: str) -> None:
@@ -236,8 +263,15 @@ def main() -> None:
     ap.add_argument("--png", type=Path, default=None)
     ap.add_argument("--dedupe-size", type=int, default=0,
                     help="EARTHKEEP_INGEST_DEDUPE_SIZE for the server (default: its own, 500,000 keys)")
+    ap.add_argument("--malloc-arena-max", type=int, default=0, help="MALLOC_ARENA_MAX for the server (glibc)")
+    ap.add_argument("--pool-size", type=int, default=0, help="EARTHKEEP_DB_POOL_SIZE for the server")
+    ap.add_argument("--tracemalloc", type=Path, default=None,
+                    help="run the server under tracemalloc (slower) and write heap snapshots to this folder; "
+                         "prints the allocation sites that grew after warm-up")
     args = ap.parse_args()
     samples = run(args)
+    if args.tracemalloc:
+        heap_growth(args.tracemalloc)
     summary = summarise(samples, args.warmup)
     print(json.dumps({k: round(v, 2) for k, v in summary.items()}, indent=2))
     print(f"load average: {os.getloadavg()}")

@@ -74,7 +74,7 @@ class Generator:
         step = params.stations / params.rate  # each station's clock keeps pace with the wall clock
         sim = Simulator(stations, datetime.now(UTC) - timedelta(seconds=params.backfill_s), step_s=step,
                         seed=params.seed, duplicate_rate=params.duplicate_rate, late_rate=params.late_rate,
-                        invalid_rate=params.invalid_rate)
+                        invalid_rate=params.invalid_rate, keep_keys=False)
         self.status = GeneratorStatus(True, params.model_dump(), datetime.now(UTC).isoformat())
         self._task = asyncio.create_task(self._run(sim, params))
         return self.status
@@ -98,7 +98,7 @@ class Generator:
             await self._send(sim.flush())
         finally:
             self.status.running = False
-            self.status.extra = {"distinct_valid_sent": len(sim.expected)}
+            self.status.extra = {"distinct_valid_sent": sim.valid_sent}
             log.info("ingest.generator_stopped", sent=self.status.sent, accepted=self.status.accepted)
 
     async def _send(self, records: list[dict[str, Any]]) -> None:

@@ -45,3 +45,13 @@ def test_faults_duplicates_late_and_invalid():
     assert {g.key for g in good} == sim.expected
     stamps = [g.ts for g in good if g.station_id == sim.stations[0].id]
     assert any(b < a for a, b in itertools.pairwise(stamps))  # some arrive out of order
+
+
+def test_without_keep_keys_the_count_matches_and_no_key_is_kept():
+    """The server's generator runs for hours: it counts distinct valid records instead of keeping every key."""
+    kw = dict(duplicate_rate=0.2, late_rate=0.1, invalid_rate=0.1, seed=4)
+    kept = Simulator(make_stations(5), T0, **kw)
+    lean = Simulator(make_stations(5), T0, keep_keys=False, **kw)
+    a, b = kept.batch(3000) + kept.flush(), lean.batch(3000) + lean.flush()
+    assert a == b and lean.expected == set()
+    assert lean.valid_sent == kept.valid_sent == len(kept.expected)
