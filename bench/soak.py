@@ -195,6 +195,12 @@ def run(args: argparse.Namespace) -> list[Sample]:
     return samples
 
 
+def _mean_p95(samples: list[Sample]) -> float:
+    """Mean of the intervals' p95, leaving out intervals with too few queries for one (NaN)."""
+    values = [s.p95_ms for s in samples if s.p95_ms == s.p95_ms]
+    return statistics.fmean(values) if values else float("nan")
+
+
 def summarise(samples: list[Sample], warmup_min: float) -> dict[str, float]:
     steady = [s for s in samples if s.minute >= warmup_min] or samples
     first, last = steady[0], steady[-1]
@@ -204,8 +210,8 @@ def summarise(samples: list[Sample], warmup_min: float) -> dict[str, float]:
         "rss_growth_pct": 100 * (last.rss_mb - first.rss_mb) / first.rss_mb,
         "lag_first_half_mean": statistics.fmean(s.lag for s in steady[:half]),
         "lag_second_half_mean": statistics.fmean(s.lag for s in steady[half:] or steady),
-        "p95_first_half_ms": statistics.fmean(s.p95_ms for s in steady[:half]),
-        "p95_second_half_ms": statistics.fmean(s.p95_ms for s in steady[half:] or steady),
+        "p95_first_half_ms": _mean_p95(steady[:half]),
+        "p95_second_half_ms": _mean_p95(steady[half:] or steady),
         "observations_stored": float(last.stored),
     }
 

@@ -224,10 +224,10 @@ def gfs_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     with site.http() as c:
         r = c.post("/jobs", json={"kind": "forcing.collect", "payload": {"history": False}})
         assert r.status_code == 202, r.text
-    killed_running, jobs, work_s = _kill_and_settle(site, kill_after, t0)
+    killed, jobs, work_s = _kill_and_settle(site, kill_after, t0)
     files = {(str(d), c, str(v)) for d, c, v in
              site.query("SELECT forecast_date, forecast_cycle, valid_time_start FROM aggregator_datasets")}
-    out = {"items": len(files), "work_s": work_s, "killed_running": killed_running, **check_jobs(jobs),
+    out = {"items": len(files), "work_s": work_s, "killed": killed, **check_jobs(jobs),
            **check_store(site),
            **check_unique(site, "aggregator_datasets", "coalesce(forecast_date,'')||forecast_cycle||valid_time_start"
                                                        "||coalesce(data_type,'')")}
@@ -237,24 +237,29 @@ def gfs_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     return out
 
 
-def _maybe_kill(site: Site, kill_after: float | None) -> bool:
-    """SIGKILL serve ``kill_after`` s from now; start it again. True when a job was running at the kill."""
+def _maybe_kill(site: Site, kill_after: float | None) -> str:
+    """SIGKILL serve ``kill_after`` s from now; start it again. What the queue held at the kill.
+
+    ``running`` (a job was running), ``pending`` (none running, but work was still queued: a
+    pipeline between its steps) or ``idle``; ``""`` when there was no kill.
+    """
     if kill_after is None:
-        return False
+        return ""
     time.sleep(kill_after)
-    running = bool(site.query("SELECT count(*) FROM jobs WHERE status = 'running'")[0][0])
+    running, pending = site.query("SELECT coalesce(sum(status = 'running'), 0), coalesce(sum(status = 'pending'), 0) "
+                                  "FROM jobs")[0]
     site.serve.kill9()
     site.start_serve()
-    return running
+    return "running" if running else "pending" if pending else "idle"
 
 
-def _kill_and_settle(site: Site, kill_after: float | None, t0: float) -> tuple[bool, list[tuple[Any, ...]], float]:
+def _kill_and_settle(site: Site, kill_after: float | None, t0: float) -> tuple[str, list[tuple[Any, ...]], float]:
     """The common end of a serve-killing trial: maybe kill and restart, wait for every job, stop serve."""
-    killed_running = _maybe_kill(site, kill_after)
+    killed = _maybe_kill(site, kill_after)
     jobs = wait_jobs_settled(site)
     work_s = time.monotonic() - t0
     site.serve.stop()
-    return killed_running, jobs, work_s
+    return killed, jobs, work_s
 
 
 # -- (b) granule mirror -----------------------------------------------------------------------------
@@ -265,9 +270,9 @@ def granules_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     with site.http() as c:
         r = c.post("/jobs", json={"kind": "granules.mirror", "payload": {}})
         assert r.status_code == 202, r.text
-    killed_running, jobs, work_s = _kill_and_settle(site, kill_after, t0)
+    killed, jobs, work_s = _kill_and_settle(site, kill_after, t0)
     n = site.query("SELECT count(*) FROM items WHERE collection = 'viirs-sdr'")[0][0]
-    return {"items": n, "work_s": work_s, "killed_running": killed_running, **check_jobs(jobs), **check_store(site),
+    return {"items": n, "work_s": work_s, "killed": killed, **check_jobs(jobs), **check_store(site),
             **check_unique(site, "items", "collection||'/'||item_id"),
             **check_unique(site, "assets", "store_key")}
 
@@ -283,9 +288,9 @@ def nightlights_run(site: Site, kill_after: float | None) -> dict[str, Any]:
         r = c.post("/nightlights/jobs", json={"area_id": area.json()["id"], "start_month": "2024-01",
                                               "end_month": "2024-01"})
         assert r.status_code == 202, r.text
-    killed_running, jobs, work_s = _kill_and_settle(site, kill_after, t0)
+    killed, jobs, work_s = _kill_and_settle(site, kill_after, t0)
     n = site.query("SELECT count(*) FROM nl_results")[0][0]
-    return {"items": n, "work_s": work_s, "killed_running": killed_running, **check_jobs(jobs), **check_store(site),
+    return {"items": n, "work_s": work_s, "killed": killed, **check_jobs(jobs), **check_store(site),
             **check_unique(site, "nl_results", "area_id||'/'||month||'/'||source"),
             **check_unique(site, "nl_inputs", "area_id||'/'||month||'/'||source||'/'||coalesce(status,'')")}
 
@@ -308,10 +313,10 @@ def ingest_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     sender = threading.Thread(target=_send_batches, args=(site, acked, sent, stop), daemon=True)
     t0 = time.monotonic()
     sender.start()
-    killed_running = False
+    killed = ""
     if kill_after is not None:
         time.sleep(kill_after)
-        killed_running = sender.is_alive()
+        killed = "running" if sender.is_alive() else "idle"  # the station was still posting
         site.serve.kill9()
         site.start_serve()
     sender.join(120)
@@ -329,7 +334,7 @@ def ingest_run(site: Site, kill_after: float | None) -> dict[str, Any]:
     assert len(stored) == expected, (len(stored), expected)
     hourly = site.query("SELECT coalesce(sum(n), 0) FROM ingest_hourly")[0][0]
     assert hourly == len(stored), f"hourly rollups count {hourly} observations, {len(stored)} stored"
-    return {"items": len(stored), "work_s": work_s, "acked": len(acked), "lost": lost, "killed_running": killed_running,
+    return {"items": len(stored), "work_s": work_s, "acked": len(acked), "lost": lost, "killed": killed,
             **check_unique(site, "ingest_observations", "station_id||ts"), "corrupt": 0}
 
 
@@ -372,12 +377,12 @@ def rescue_run(site: Site, kill_after: float | None) -> dict[str, Any]:
         return Process(["rescue", "node", "--server", site.base, "--token", token, "--dir", str(node_dir),
                         "--once", "--batch", "100", "--allow-private"], site.env, site.root / "node.log")
 
-    killed_running = False
+    killed = ""
     t0 = time.monotonic()
     first = node(site.keys["node"])
     if kill_after is not None:
         time.sleep(kill_after)
-        killed_running = first.proc.poll() is None
+        killed = "running" if first.proc.poll() is None else "idle"
         first.kill9()
     else:
         assert first.proc.wait(120) == 0, (site.root / "node.log").read_text()[-3000:]
@@ -406,7 +411,7 @@ def rescue_run(site: Site, kill_after: float | None) -> dict[str, Any]:
                            for p in node_dir.rglob("*") if p.is_file() and p.stat().st_size == size)
     parts = [p for p in node_dir.rglob("*.part") if ".partial" not in p.parts]
     assert corrupt == 0 and not parts, (corrupt, parts)
-    return {"items": done, "work_s": work_s, "upstream_failed": missing, "killed_running": killed_running,
+    return {"items": done, "work_s": work_s, "upstream_failed": missing, "killed": killed,
             "stuck_leases": active,
             **check_jobs(jobs), **check_unique(site, "rescue_copies", "asset_id||'/'||node_id"),
             "corrupt": corrupt}
