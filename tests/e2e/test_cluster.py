@@ -438,8 +438,9 @@ NL_SQL = ("SELECT a.name, r.month, " + ", ".join(f"r.{m}" for m in METRIC_COLUMN
           " FROM nl_results r JOIN nl_areas a ON a.id = r.area_id")
 
 
-def embedded_nightlights(root: Path, emulators: dict[str, str]) -> dict[tuple[str, str], tuple[Any, ...]]:
-    """The same nightlights job on one embedded process (SQLite, local store)."""
+def embedded_nightlights(root: Path, emulators: dict[str, str]) -> tuple[dict[tuple[str, str], tuple[Any, ...]],
+                                                                         dict[str, int]]:
+    """The same nightlights job on one embedded process (SQLite, local store): its metrics, items by collection."""
     root.mkdir()
     env = _common_env(root) | {k: v for k, v in emulators.items() if not k.startswith("_")}
     port = free_port()
@@ -459,10 +460,11 @@ def embedded_nightlights(root: Path, emulators: dict[str, str]) -> dict[tuple[st
             with contextlib.closing(sqlite3.connect(root / "earthkeep.db", timeout=30)) as conn:
                 jobs = conn.execute("SELECT status FROM jobs").fetchall()
                 if jobs and all(s in ("completed", "failed", "cancelled") for (s,) in jobs):
-                    return conn.execute(NL_SQL).fetchall()
+                    items = conn.execute("SELECT collection, count(*) FROM items GROUP BY 1").fetchall()
+                    return metrics(conn.execute(NL_SQL).fetchall()), dict(items)
             return None
 
-        return metrics(wait_for("the embedded nightlights job", done, timeout=150))
+        return wait_for("the embedded nightlights job", done, timeout=150)
     finally:
         proc.stop()
 
@@ -475,10 +477,12 @@ def _health(base: str) -> bool:
 
 # ----------------------------------------------------------------------------------------------- test
 
-def test_cluster_of_every_role_under_kills_keeps_exact_results(cluster: Cluster, emulators, tmp_path):
+def test_cluster_of_every_role_under_kills_keeps_exact_results(cluster: Cluster, emulators, tmp_path,
+                                                               record_property):
     c = cluster
     started = time.monotonic()
-    reference = embedded_nightlights(tmp_path / "embedded", emulators)
+    reference, reference_items = embedded_nightlights(tmp_path / "embedded", emulators)
+    record_property("cluster_mode", c.hosts.mode)
     REPORT.update(mode=c.hosts.mode, why_plain=c.hosts.why_plain, observations_posted=OBS, seed=SEED,
                   embedded_s=round(time.monotonic() - started, 1))
     print(f"\ncluster mode: {c.hosts.mode}" + (f" ({c.hosts.why_plain})" if c.hosts.why_plain else ""))
@@ -525,7 +529,10 @@ def test_cluster_of_every_role_under_kills_keeps_exact_results(cluster: Cluster,
     assert forcing[0] == forcing[1] == 4, forcing  # FORECAST_HOURS=9 every 3 h: f000, f003, f006, f009
     got = metrics(query(c, NL_SQL))
     assert len(got) == len(AREAS) * 3 and got == reference, (got, reference)
+    for collection, n in reference_items.items():  # the nightlights inputs and composites: none lost, none twice
+        assert REPORT.get(f"items:{collection}") == n, (collection, n, REPORT)
     REPORT["nightlights_results"] = len(got)
+    record_property("cluster_report", REPORT)
     REPORT["wall_s"] = round(time.monotonic() - started, 1)
     print(f"cluster report: {REPORT}")
     if granules < REPORT["gina_granules"]:
