@@ -16,6 +16,7 @@ of the request still starts and reports it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import structlog
 from shapely.geometry import mapping
+from sqlalchemy import select
 
 from earthkeep.catalog.db import translate_errors
 from earthkeep.catalog.items import AssetSpec, upsert_item
+from earthkeep.catalog.tables import Item
 from earthkeep.errors import Conflict, EarthkeepError, InvalidInput, NotFound
 from earthkeep.jobs.handlers import JobContext
 from earthkeep.jobs.worker import PERMANENT
@@ -101,9 +104,11 @@ async def _laads(services: Services, area: Area, month: str) -> tuple[list[str],
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     if errors:
         raise errors[0]
-    fetched = {o.key: o for o in outcomes if isinstance(o, TransferResult)}
+    fetched = {o.key: (o.size, o.sha256) for o in outcomes if isinstance(o, TransferResult)}
+    downloaded = len(fetched)
+    fetched |= await _uncatalogued(services, [g for g in plan.granules if g.key not in fetched])
     await asyncio.to_thread(_catalogue, services, plan.granules, fetched)
-    return [g.key for g in plan.granules], {"granules": len(plan.granules), "downloaded": len(fetched),
+    return [g.key for g in plan.granules], {"granules": len(plan.granules), "downloaded": downloaded,
                                            "tiles": _tiles(plan.tiles), "missing_days": plan.missing}
 
 
@@ -154,17 +159,43 @@ async def _stored(services: Services, req: TransferRequest) -> bool:
     return req.size is None or info.size == req.size
 
 
-def _catalogue(services: Services, granules: list[blackmarble.Granule], fetched: dict[str, TransferResult]) -> None:
+async def _uncatalogued(services: Services, granules: list[blackmarble.Granule]) -> dict[str, tuple[int, str]]:
+    """Size and sha256 of stored tiles that no item records (a process died between storing and cataloguing).
+
+    Tiles are catalogued by the job that fetched them, after the whole month; a job that finds a tile
+    already stored skips it, so without this a worker killed in between loses those items for good.
+    """
+    if not granules:
+        return {}
+    by_id = {g.name.removesuffix(".h5"): g for g in granules}
+
+    def known() -> set[str]:
+        with services.sessions() as s:
+            return set(s.scalars(select(Item.item_id).where(Item.collection == RAW_COLLECTION,
+                                                            Item.item_id.in_(list(by_id)))))
+
+    out: dict[str, tuple[int, str]] = {}
+    for item_id in by_id.keys() - await asyncio.to_thread(known):
+        g, digest, size = by_id[item_id], hashlib.sha256(), 0
+        async for chunk in services.store.stream(g.key):
+            digest.update(chunk)
+            size += len(chunk)
+        out[g.key] = (size, digest.hexdigest())
+    return out
+
+
+def _catalogue(services: Services, granules: list[blackmarble.Granule],
+               fetched: dict[str, tuple[int, str | None]]) -> None:
     with translate_errors("nightlights"), services.sessions.begin() as s:
         for g in granules:
-            res = fetched.get(g.key)
-            if res is None:
+            if g.key not in fetched:
                 continue
+            size, sha256 = fetched[g.key]
             start = datetime(g.day.year, g.day.month, g.day.day, tzinfo=UTC)
             upsert_item(s, collection=RAW_COLLECTION, item_id=g.name.removesuffix(".h5"), start=start,
                         end=start + timedelta(days=1), bbox=blackmarble.tile_box(*g.tile).bounds,
                         properties={"tile": f"h{g.tile[0]:02d}v{g.tile[1]:02d}", "source_url": g.url},
-                        assets=[AssetSpec("data", g.key, res.size, res.sha256, "application/x-hdf5")])
+                        assets=[AssetSpec("data", g.key, size, sha256, "application/x-hdf5")])
 
 
 async def laads_handler(ctx: JobContext) -> dict[str, Any]:
