@@ -1,6 +1,7 @@
 """One full GFS cycle (41 files, u10 + v10 by byte ranges) from the emulated tree: earthkeep vs Herbie.
 
     .venv/bin/python bench/gfs.py [--rounds 2] [--hours 120] [--grid 0p25]
+        [--network loopback,shaped] [--rtt-ms 40] [--mbit 200]
 
 Writes one cycle of the testbed GFS tree (real GRIB2 on the 0.25° grid, 39
 messages a file, ``ccsds`` packing, NOAA ``.idx``) into a temporary directory,
@@ -18,6 +19,11 @@ the benchmark's GIL), and collects the 10 m wind of every forecast hour
   ``gfs`` model subclass whose only source is the emulator), then
   ``download(":[UV]GRD:10 m above ground:")`` with its default threads.
 
+``--network`` runs both over plain loopback and/or through
+:func:`earthkeep.testbed.shaper.shaper_process` (its own process): every
+connection gets ``--mbit`` Mbit/s and ``--rtt-ms`` of round trip, as from a
+bucket in another region. Both go through the same shaper.
+
 Rounds alternate (Herbie first). Bytes and requests are counted by the server
 (the fault injector's counters, reset between runs); bytes are compared with the
 exact sum of the wanted messages computed from the inventories on disk. Prints
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -71,6 +78,9 @@ def write_cycle(root: Path, hours: list[int], grid: str) -> int:
     return total
 
 
+FILES_AT_ONCE = 8
+
+
 def run_earthkeep(base: str, work: Path, hours: int, grid: str) -> tuple[float, int]:
     from earthkeep.config import Settings, load_settings
     from earthkeep.forcing.collect import collect_wind
@@ -83,7 +93,8 @@ def run_earthkeep(base: str, work: Path, hours: int, grid: str) -> tuple[float, 
         transfer={"work_dir": work / "partial"},
         forcing={"forecast_hours": hours, "forecast_interval_hours": 3},
     )
-    sources = ForcingSourcesSettings(gfs_mirrors=["aws"], gfs_aws_url=base, gfs_grid=grid, gfs_concurrency=8)
+    sources = ForcingSourcesSettings(gfs_mirrors=["aws"], gfs_aws_url=base, gfs_grid=grid,
+                                     gfs_concurrency=FILES_AT_ONCE)
     services = Services.open(
         Settings({**loaded.sections(), "forcing_sources": sources}, None), store=ObstoreStore.local(work / "store")
     )
@@ -132,10 +143,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--hours", type=int, default=120)
     parser.add_argument("--grid", default="0p25")
+    parser.add_argument("--network", default="loopback,shaped", help="loopback, shaped or both (comma-separated)")
+    parser.add_argument("--rtt-ms", type=float, default=40.0, help="shaped: round trip of every connection")
+    parser.add_argument("--mbit", type=float, default=200.0, help="shaped: Mbit/s of every connection")
+    parser.add_argument("--files-at-once", type=int, default=FILES_AT_ONCE, help="earthkeep: gfs_concurrency")
     args = parser.parse_args()
+    globals()["FILES_AT_ONCE"] = args.files_at_once
     logging.disable(logging.CRITICAL)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    from earthkeep.testbed.runner import file_server_process
+    from earthkeep.testbed.shaper import Shaping, shaper_process
+
     hours = list(range(0, args.hours + 1, 3))
+    shaping = Shaping(rtt_ms=args.rtt_ms, mbit_per_conn=args.mbit)
+    networks = [n for n in ("loopback", "shaped") if n in args.network.split(",")]
+    tables = {}
     with tempfile.TemporaryDirectory(prefix="bench-gfs-") as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
@@ -144,29 +166,38 @@ def main() -> None:
             f"wrote {len(hours)} files ({args.grid}, ccsds) in {time.perf_counter() - t0:.1f} s; "
             f"wanted messages: {wanted} bytes ({wanted / 2**20:.1f} MiB)"
         )
-        results: dict[str, list[tuple[float, int, int, float, int]]] = {"herbie": [], "earthkeep": []}
-        from earthkeep.testbed.runner import file_server_process
-
-        with file_server_process(tmp / "tree") as base:
-            for r in range(args.rounds):
-                for name, fn in (("herbie", run_herbie), ("earthkeep", run_earthkeep)):
-                    counters(base, reset=True)
-                    cpu = time.process_time()
-                    elapsed, files = fn(base, tmp / f"{name}-{r}", args.hours, args.grid)
-                    cpu = time.process_time() - cpu
-                    seen = counters(base)
-                    sent, requests = seen["body_bytes"], seen["requests"]
-                    results[name].append((elapsed, files, sent, cpu, requests))
-                    print(
-                        f"round {r + 1} {name:9s} {elapsed:6.2f} s  CPU {cpu:5.2f} s  {files} files  "
-                        f"{requests} requests  {sent} bytes from the server"
-                    )
-    report(results, wanted)
+        with file_server_process(tmp / "tree") as origin:
+            for network in networks:
+                label = "loopback" if network == "loopback" else f"shaped ({shaping.describe()})"
+                with contextlib.ExitStack() as stack:
+                    base = origin if network == "loopback" else stack.enter_context(shaper_process(origin, shaping))
+                    tables[label] = rounds(origin, base, tmp / network, args)
+    for label, results in tables.items():
+        report(results, wanted, label)
 
 
-def report(results: dict[str, list[tuple[float, int, int, float, int]]], wanted: int) -> None:
+def rounds(origin: str, base: str, work: Path, args: argparse.Namespace) -> dict[str, list[tuple]]:
+    """Alternate Herbie and earthkeep ``args.rounds`` times against ``base``; counters are read at ``origin``."""
+    results: dict[str, list[tuple]] = {"herbie": [], "earthkeep": []}
+    for r in range(args.rounds):
+        for name, fn in (("herbie", run_herbie), ("earthkeep", run_earthkeep)):
+            counters(origin, reset=True)
+            cpu = time.process_time()
+            elapsed, files = fn(base, work / f"{name}-{r}", args.hours, args.grid)
+            cpu = time.process_time() - cpu
+            seen = counters(origin)
+            sent, requests = seen["body_bytes"], seen["requests"]
+            results[name].append((elapsed, files, sent, cpu, requests))
+            print(
+                f"{work.name} round {r + 1} {name:9s} {elapsed:6.2f} s  CPU {cpu:5.2f} s  {files} files  "
+                f"{requests} requests  {sent} bytes from the server"
+            )
+    return results
+
+
+def report(results: dict[str, list[tuple]], wanted: int, network: str) -> None:
     best = {name: min(runs) for name, runs in results.items()}
-    print()
+    print(f"\n{network}:")
     print("| | wall time (best) | CPU in that run | files | requests | bytes sent by the server | vs wanted messages |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, (elapsed, files, sent, cpu, requests) in best.items():
@@ -175,7 +206,7 @@ def report(results: dict[str, list[tuple[float, int, int, float, int]]], wanted:
             f"{100 * (sent - wanted) / wanted:+.2f} % |"
         )
     ratio = best["earthkeep"][0] / best["herbie"][0]
-    print(f"\nearthkeep / Herbie wall time: {ratio:.2f}x (goal <= 0.5x)")
+    print(f"\nearthkeep / Herbie wall time ({network}): {ratio:.2f}x (goal <= 0.5x)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Transfer engine throughput against aria2c and a single httpx stream, on loopback.
+"""Transfer engine throughput against aria2c and a single httpx stream, on loopback and a shaped network.
 
     .venv/bin/python bench/transfer.py [--files 8] [--size-mib 256] [--segments 4] [--repeat 1]
+        [--network loopback,shaped] [--rtt-ms 40] [--mbit 200]
 
 Generates ``--files`` random files of ``--size-mib`` MiB in a temporary directory,
 serves them with the testbed file server (uvicorn in its own process, so it does
@@ -17,7 +18,13 @@ at a time, with:
 * ``aria2c``: ``aria2c -x4 -s4`` (one file at a time, ``-j1``);
 * ``single``: a plain ``httpx`` stream per file written with ``file.write``.
 
-Prints MiB/s, CPU seconds and the seconds spent in ``put_file`` for each
+``--network`` runs every tool over plain loopback and/or through
+:func:`earthkeep.testbed.shaper.shaper_process` (its own process), which gives
+every connection ``--mbit`` Mbit/s and ``--rtt-ms`` of round trip (a bucket in
+another region); every tool goes through the same shaper, aria2c with as many
+connections a file as the engine has segments (``-x/-s = --segments``).
+
+Prints, for each network, MiB/s, CPU seconds and the seconds spent in ``put_file`` for each
 (median over ``--repeat`` rounds) and the ratios to aria2c and to the single
 stream. Needs ``aria2c`` (Debian package ``aria2``).
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -49,6 +57,7 @@ from earthkeep.config import TransferSettings
 from earthkeep.store.base import ObjectInfo
 from earthkeep.store.obstore import ObstoreStore
 from earthkeep.testbed.runner import file_server_process
+from earthkeep.testbed.shaper import Shaping, shaper_process
 from earthkeep.transfer import TransferEngine, TransferRequest
 
 MIB = 1 << 20
@@ -173,11 +182,12 @@ def engine_round(base: str, names: dict[str, str], out: Path, kind: str, segment
     return store.spent if isinstance(store, TimedStore) else 0.0
 
 
-def aria2_round(base: str, names: dict[str, str], out: Path, verify: bool = False) -> None:
+def aria2_round(base: str, names: dict[str, str], out: Path, segments: int, verify: bool = False) -> None:
     listing = out / "urls.txt"
     option = "  checksum=sha-256={}\n"
     listing.write_text("".join(f"{base}/{n}\n" + (option.format(d) if verify else "") for n, d in names.items()))
-    cmd = ["aria2c", "-x4", "-s4", "-j1", "-q", "--allow-overwrite=true", "-d", str(out / "aria"), "-i", str(listing)]
+    cmd = ["aria2c", f"-x{segments}", f"-s{segments}", "-j1", "-q", "--allow-overwrite=true",
+           "-d", str(out / "aria"), "-i", str(listing)]
     subprocess.run(cmd, check=True)
 
 
@@ -224,7 +234,7 @@ def one_round(base: str, names: dict[str, str], size: int, tmp: Path, runs: dict
             spent = timed(run, partial(engine_round, base, names, out, kind, segs or segments, verify))
             run.store_seconds.append(spent)
         elif key.startswith("aria2c"):
-            timed(run, partial(aria2_round, base, names, out, key == "aria2c+sha"), children=True)
+            timed(run, partial(aria2_round, base, names, out, segments, key == "aria2c+sha"), children=True)
         else:
             timed(run, partial(single_round, base, names, out))
         check_outputs(out, names, size)
@@ -232,10 +242,10 @@ def one_round(base: str, names: dict[str, str], size: int, tmp: Path, runs: dict
         os.sync()  # start the next tool without the previous one's dirty pages being written back
 
 
-def report(runs: dict[str, Run], total: int, args: argparse.Namespace) -> None:
+def report(runs: dict[str, Run], total: int, args: argparse.Namespace, network: str) -> None:
     print(
-        f"\n{args.files} files x {args.size_mib} MiB, engine segments={args.segments}, "
-        f"{len(runs['engine'].seconds)} round(s), median; loopback, {os.cpu_count()} CPUs"
+        f"\n{args.files} files x {args.size_mib} MiB, engine segments={args.segments}, aria2c -x{args.segments} "
+        f"-s{args.segments}, {len(runs['engine'].seconds)} round(s), median; {network}, {os.cpu_count()} CPUs"
     )
     print(f"{'tool':<18}{'MiB/s':>8}{'seconds':>9}{'CPU s':>8}{'put_file s':>12}")
     for run in runs.values():
@@ -265,6 +275,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--tools", default=",".join(ALL_TOOLS), help=f"comma-separated subset of {','.join(ALL_TOOLS)}")
     parser.add_argument("--tmp", type=Path, default=None, help="where to put the files (default: system temp)")
+    parser.add_argument("--network", default="loopback,shaped", help="loopback, shaped or both (comma-separated)")
+    parser.add_argument("--rtt-ms", type=float, default=40.0, help="shaped: round trip of every connection")
+    parser.add_argument("--mbit", type=float, default=200.0, help="shaped: Mbit/s of every connection")
     args = parser.parse_args()
     if shutil.which("aria2c") is None:
         raise SystemExit("aria2c not found: apt-get install -y aria2")
@@ -273,18 +286,26 @@ def main() -> None:
     tools = [t for t in ALL_TOOLS if t in args.tools.split(",")]
     if "engine" not in tools or "aria2c" not in tools:
         raise SystemExit("--tools must include engine and aria2c")
-    runs = {k: Run(k) for k in tools}
+    networks = [n for n in ("loopback", "shaped") if n in args.network.split(",")]
+    shaping = Shaping(rtt_ms=args.rtt_ms, mbit_per_conn=args.mbit)
+    results: dict[str, dict[str, Run]] = {}
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="ek-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "files").mkdir()
         print(f"generating {args.files} x {args.size_mib} MiB ...", flush=True)
         names = make_files(tmp / "files", args.files, size)
         os.sync()
-        with file_server_process(tmp / "files") as base:
-            for i in range(args.repeat):
-                print(f"round {i + 1}/{args.repeat} ...", flush=True)
-                one_round(base, names, size, tmp, runs, args.segments)
-    report(runs, size * args.files, args)
+        with file_server_process(tmp / "files") as origin:
+            for network in networks:
+                label = "loopback" if network == "loopback" else f"shaped ({shaping.describe()})"
+                runs = results[label] = {k: Run(k) for k in tools}
+                with contextlib.ExitStack() as stack:
+                    base = origin if network == "loopback" else stack.enter_context(shaper_process(origin, shaping))
+                    for i in range(args.repeat):
+                        print(f"{network}: round {i + 1}/{args.repeat} ...", flush=True)
+                        one_round(base, names, size, tmp, runs, args.segments)
+    for label, runs in results.items():
+        report(runs, size * args.files, args, label)
 
 
 if __name__ == "__main__":

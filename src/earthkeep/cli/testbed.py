@@ -48,6 +48,10 @@ def serve(
     env_file: Annotated[Path | None, typer.Option("--env-file", help="also write the settings there, as `export` "
                                                   "lines to source, once the port accepts", dir_okay=False)] = None,
     seed: Annotated[int, typer.Option(help="random seed of the data and the faults")] = 0,
+    rtt_ms: Annotated[float, typer.Option("--rtt-ms", help="shape the network: round-trip delay of every "
+                                          "connection, ms (0: none)", min=0)] = 0.0,
+    mbit: Annotated[float, typer.Option(help="shape the network: bandwidth of every connection, Mbit/s "
+                                        "(0: unlimited)", min=0)] = 0.0,
 ) -> None:
     """Serve an emulator in the foreground; first print (stdout) the settings that point earthkeep at it."""
     import tempfile
@@ -86,4 +90,13 @@ def serve(
             tmp.write_text("\n".join(lines) + "\n")
             tmp.replace(env_file)
 
-    run_foreground(running.app, host, bound, log_level="warning", on_started=started)
+    if not (rtt_ms or mbit):
+        run_foreground(running.app, host, bound, log_level="warning", on_started=started)
+        return
+    from earthkeep.testbed.shaper import Shaping, shaped
+
+    shaping = Shaping(rtt_ms=rtt_ms, mbit_per_conn=mbit)
+    inner = free_port()  # the emulator listens there; the shaper takes the public port
+    err_console.print(f"[dim]{name}: shaped network, {shaping.describe()}[/dim]", highlight=False)
+    with shaped(f"http://{host}:{inner}", shaping, host=host, port=bound):
+        run_foreground(running.app, host, inner, log_level="warning", on_started=started)

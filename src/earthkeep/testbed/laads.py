@@ -10,6 +10,11 @@ What it covers (and what the real client code meets unchanged):
   tile the client must ignore;
 * the Earthdata bearer token: without ``Authorization: Bearer <token>`` every
   request gets ``401``;
+* the file search blackmarblepy reads, ``/api/v2/content/details?products=
+  VNP46A2&archiveSet=5200&temporalRanges=<start>..<end>&regions=...&page=1`` ->
+  ``{"content": [{"name", "downloadsLink", "start", "size", ...}], "n_pages": 1}``
+  (every tile of every day in the range, the decoy included; ``regions`` is
+  ignored: clients filter by tile);
 * faults: days that are not published (``404``), files whose bytes are not
   HDF5 (``corrupt``).
 
@@ -26,6 +31,10 @@ background, growing by a fixed fraction per month, without night-to-night noise,
 so the correct monthly composite is known exactly; a share of the nights is
 cloudy, poor-quality or fill (with absurd radiances that masking must remove),
 and cells in ``always_cloudy`` never have a clear night.
+
+The grid group is ``VNP_Grid_DNB`` by default; ``grid_group`` writes
+``VIIRS_Grid_DNB_2d`` instead (what blackmarblepy expects of collection 5200).
+The tile numbers are fixed-length strings (``"21"``, ``"09"``), as in NASA's files.
 
 Not covered: the LAADS search API (``/api/v1/files``), HTML directory pages,
 Earthdata login redirects, NRT collections.
@@ -50,6 +59,7 @@ from starlette.routing import Route
 from earthkeep.sources.blackmarble import LAADS, PRODUCT, granule_name, parse_granule_name
 
 GROUP = "HDFEOS/GRIDS/VNP_Grid_DNB/Data Fields"
+GROUP_C2 = "HDFEOS/GRIDS/VIIRS_Grid_DNB_2d/Data Fields"
 SCALE = 0.1
 PRODUCTION = "2024060101010"
 CLEAR = (3 << 4) | (1 << 1)  # high cloud-mask quality, land; detection bits 6-7 = 0 (confident clear)
@@ -123,7 +133,8 @@ def tile_centres(h: int, v: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(lons, lats)
 
 
-def write_granule(path: Path, day: date, h: int, v: int, scene: Scene, *, size: int = 240) -> Path:
+def write_granule(path: Path, day: date, h: int, v: int, scene: Scene, *, size: int = 240,
+                  group: str = GROUP) -> Path:
     """Write one night's tile as a VNP46A2 HDF5 file (same layout and encodings as NASA's)."""
     lon, lat = tile_centres(h, v, size)
     layers = scene.night(lon, lat, day)
@@ -132,7 +143,7 @@ def write_granule(path: Path, day: date, h: int, v: int, scene: Scene, *, size: 
     with h5py.File(tmp, "w") as f:
         _root_attrs(f, day, h, v)
         f.create_dataset("HDFEOS INFORMATION/StructMetadata.0", data=_struct_metadata(h, v, size))
-        g = f.create_group(GROUP)
+        g = f.create_group(group)
         for name, key in (("DNB_BRDF-Corrected_NTL", "radiance"), ("Gap_Filled_DNB_BRDF-Corrected_NTL", "gap_filled")):
             _dataset(g, name, layers[key], fill=65535, scale=SCALE, units="nW_per_cm2_per_sr")
         _dataset(g, "DNB_Lunar_Irradiance", np.full(lon.shape, 12, np.uint16), fill=65535, scale=SCALE,
@@ -162,8 +173,8 @@ def _root_attrs(f: h5py.File, day: date, h: int, v: int) -> None:
     for key, value in (("WestBoundingCoord", west), ("EastBoundingCoord", west + 10),
                        ("NorthBoundingCoord", north), ("SouthBoundingCoord", north - 10)):
         f.attrs[key] = np.array([value])
-    f.attrs["HorizontalTileNumber"] = np.array([h], np.int32)
-    f.attrs["VerticalTileNumber"] = np.array([v], np.int32)
+    f.attrs["HorizontalTileNumber"] = np.bytes_(f"{h:02d}")  # fixed-length strings, as in NASA's files
+    f.attrs["VerticalTileNumber"] = np.bytes_(f"{v:02d}")
     f.attrs["ShortName"] = PRODUCT
     f.attrs["LongName"] = "VIIRS/NPP Gap-Filled Lunar BRDF-Adjusted Nighttime Lights Daily L3 Global 500m"
     f.attrs["RangeBeginningDate"] = day.isoformat()
@@ -189,6 +200,7 @@ class LaadsArchive:
     decoy_tiles: tuple[tuple[int, int], ...] = ((5, 5),)
     tile_size: int = 240
     collection: str = "5200"
+    grid_group: str = GROUP
     missing_days: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
@@ -215,7 +227,8 @@ class LaadsArchive:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(b"<html>not HDF5: " + name.encode() + b"</html>" + bytes(4096))
                 else:
-                    write_granule(path, day, info["h"], info["v"], self.scene, size=self.tile_size)
+                    write_granule(path, day, info["h"], info["v"], self.scene, size=self.tile_size,
+                                  group=self.grid_group)
             out.append(path)
         return out
 
@@ -224,7 +237,35 @@ class LaadsArchive:
         return [p for m, p, status in self.requests if m == "GET" and status in (200, 206) and p.endswith(".h5")]
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/archive/allData/{rest:path}", self._serve, methods=["GET", "HEAD"])])
+        return Starlette(routes=[Route("/archive/allData/{rest:path}", self._serve, methods=["GET", "HEAD"]),
+                                 Route("/api/v2/content/details", self._details)])
+
+    async def _details(self, request: Request) -> Response:
+        response = self._search(request)
+        self.requests.append((request.method, request.url.path, response.status_code))
+        return response
+
+    def _search(self, request: Request) -> Response:
+        q = request.query_params
+        if q.get("products") != PRODUCT or q.get("archiveSet", self.collection) != self.collection:
+            return JSONResponse({"content": [], "n_pages": 1})
+        try:
+            first, last = (date.fromisoformat(d) for d in q.get("temporalRanges", "").split(".."))
+        except ValueError:
+            return JSONResponse({"error": "temporalRanges: give YYYY-MM-DD..YYYY-MM-DD"}, status_code=400)
+        if int(q.get("page", "1")) != 1:
+            return JSONResponse({"content": [], "n_pages": 1})
+        base = str(request.base_url).rstrip("/")
+        content = []
+        for ordinal in range(first.toordinal(), last.toordinal() + 1):
+            day = date.fromordinal(ordinal)
+            if day.isoformat() in self.missing_days:
+                continue
+            rel = self.day_dir(day).relative_to(self.root).as_posix()
+            for entry in self._listing(day):
+                content.append({**entry, "start": f"{day.isoformat()}T00:00:00", "archiveSets": self.collection,
+                                "downloadsLink": f"{base}/{rel}/{entry['name']}"})
+        return JSONResponse({"content": content, "n_pages": 1})
 
     async def _serve(self, request: Request) -> Response:
         path = request.url.path
