@@ -535,5 +535,4 @@ def test_cluster_of_every_role_under_kills_keeps_exact_results(cluster: Cluster,
     record_property("cluster_report", REPORT)
     REPORT["wall_s"] = round(time.monotonic() - started, 1)
     print(f"cluster report: {REPORT}")
-    if granules < REPORT["gina_granules"]:
-        pytest.xfail(f"known granule-mirror loss after a kill: {granules} of {REPORT['gina_granules']} granules")
+    assert granules == REPORT["gina_granules"], f"granules lost after a kill: {granules} of {REPORT['gina_granules']}"
