@@ -16,6 +16,8 @@ PACKAGES=(
   postgresql-15-postgis-3  # PostGIS for the nightlights areas (used when present)
   chromium        # /usr/bin/chromium, the headless browser of the dashboard tests (Playwright drives it)
   chromium-driver # chromedriver, the same version, for WebDriver clients
+  iproute2        # ip netns: tests/e2e/test_cluster.py puts each role in its own network namespace
+  socat           # forwards the servers' loopback ports into those namespaces
 )
 
 installed() {
