@@ -10,7 +10,9 @@ is the only place that maps them to HTTP status codes.
     EarthkeepError
     ├── ConfigError          a setting is missing or has a bad value
     ├── InvalidInput         the caller sent something malformed or out of range
-    │   └── UnsafePath       a key or file name tries to escape its root
+    │   ├── UnsafePath       a key or file name tries to escape its root
+    │   └── PayloadTooLarge  a request carries more bytes or records than it may
+    ├── RateLimited          the caller is over its rate; retry after ``retry_after_s``
     ├── NotFound             the thing asked for does not exist
     ├── Conflict             the thing exists already, or is in the wrong state
     ├── Unauthorized         no valid credential was given
@@ -25,7 +27,15 @@ from __future__ import annotations
 
 
 class EarthkeepError(Exception):
-    """Root of every error earthkeep raises on purpose."""
+    """Root of every error earthkeep raises on purpose.
+
+    ``retry_after_s``, when set, tells the caller when trying again makes sense
+    (the API sends it as ``Retry-After``).
+    """
+
+    def __init__(self, *args: object, retry_after_s: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(EarthkeepError):
@@ -38,6 +48,14 @@ class InvalidInput(EarthkeepError):
 
 class UnsafePath(InvalidInput):
     """A key or file name is absolute, contains ``..``, NUL bytes or similar."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body carries more bytes or records than the endpoint takes."""
+
+
+class RateLimited(EarthkeepError):
+    """The caller sent more than its rate allows."""
 
 
 class NotFound(EarthkeepError):

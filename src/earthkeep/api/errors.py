@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +17,8 @@ log = structlog.get_logger(__name__)
 
 STATUS: dict[type[e.EarthkeepError], int] = {
     e.UnsafePath: 400,
+    e.PayloadTooLarge: 413,
+    e.RateLimited: 429,
     e.InvalidInput: 422,
     e.NotFound: 404,
     e.Conflict: 409,
@@ -43,8 +47,10 @@ async def _earthkeep(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.EarthkeepError)
     code = status_for(exc)
     (log.error if code >= 500 else log.info)("api.error", path=request.url.path, status=code, error=str(exc))
-    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-    return JSONResponse(_body(type(exc).__name__, str(exc)), status_code=code, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return JSONResponse(_body(type(exc).__name__, str(exc)), status_code=code, headers=headers or None)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
 from earthkeep.config import ForcingSettings, Section
+from earthkeep.sources.gfs import MIRRORS
 
 if TYPE_CHECKING:
     from earthkeep.config import Settings
@@ -47,20 +48,20 @@ class ForcingSourcesSettings(Section):
     section: ClassVar[str] = "forcing_sources"
 
     gfs_mirrors: Names = Field(
-        ["aws", "nomads", "google"], validation_alias=_env("FORCING_GFS_MIRRORS", "gfs_mirrors"),
+        list(MIRRORS), validation_alias=_env("FORCING_GFS_MIRRORS", "gfs_mirrors"),
         description="GFS mirrors tried in this order (names of earthkeep.sources.gfs.MIRRORS)",
     )
     gfs_aws_url: str = Field(
-        "https://noaa-gfs-bdp-pds.s3.amazonaws.com", validation_alias=_env("FORCING_GFS_AWS_URL", "gfs_aws_url"),
+        MIRRORS["aws"].base_url, validation_alias=_env("FORCING_GFS_AWS_URL", "gfs_aws_url"),
         description="base URL of the NOAA open-data bucket on AWS",
     )
     gfs_nomads_url: str = Field(
-        "https://nomads.ncep.noaa.gov/pub/data/nccf/com/gfs/prod",
+        MIRRORS["nomads"].base_url,
         validation_alias=_env("FORCING_GFS_NOMADS_URL", "gfs_nomads_url"),
         description="base URL of NOMADS (keeps about 10 days)",
     )
     gfs_google_url: str = Field(
-        "https://storage.googleapis.com/global-forecast-system",
+        MIRRORS["google"].base_url,
         validation_alias=_env("FORCING_GFS_GOOGLE_URL", "gfs_google_url"),
         description="base URL of the Google Cloud copy",
     )
@@ -116,8 +117,6 @@ class ForcingSourcesSettings(Section):
     @field_validator("gfs_mirrors")
     @classmethod
     def _known_mirrors(cls, v: list[str]) -> list[str]:
-        from earthkeep.sources.gfs import MIRRORS
-
         bad = [m for m in v if m not in MIRRORS]
         if bad or not v:
             raise ValueError(f"unknown GFS mirrors {bad}; valid: {', '.join(MIRRORS)}")

@@ -21,7 +21,7 @@ import orjson
 import structlog
 from sqlalchemy import Engine
 
-from earthkeep.errors import InvalidInput, SourceUnavailable
+from earthkeep.errors import InvalidInput, PayloadTooLarge, SourceUnavailable
 from earthkeep.ingest.broker import Broker
 from earthkeep.ingest.deadletters import record_dead_letters
 from earthkeep.ingest.models import Malformed, Obs, Rejection, Wire, check_records, ndjson_lines, parse_lines
@@ -31,7 +31,7 @@ log = structlog.get_logger(__name__)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 
 
-class BatchTooLarge(InvalidInput):
+class BatchTooLarge(PayloadTooLarge):
     """More records (or bytes) than one request may carry."""
 
 

@@ -6,7 +6,6 @@ durably accepted the batch; the ``/weather/...`` queries are read endpoints.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from earthkeep.api.deps import ReadDep, ServicesDep, require
 from earthkeep.api.params import IdQuery
 from earthkeep.catalog.tables import ApiKey
-from earthkeep.errors import NotFound, SourceUnavailable
+from earthkeep.errors import NotFound, PayloadTooLarge, RateLimited, SourceUnavailable
 from earthkeep.ingest import queries
-from earthkeep.ingest.collector import BatchTooLarge, parse_body
+from earthkeep.ingest.collector import parse_body
 from earthkeep.ingest.deadletters import list_dead_letters
 from earthkeep.ingest.generator import GeneratorParams
 from earthkeep.ingest.models import Station
@@ -54,11 +53,6 @@ def _rt(services: Any) -> IngestRuntime:
     return runtime_for(services)
 
 
-def _error(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail, "trace_id": current_trace_id()}, status_code=status,
-                        headers=headers)
-
-
 async def _read_body(request: Request, limit: int) -> bytes | None:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -87,19 +81,16 @@ async def post_observations(request: Request, services: ServicesDep, key: Ingest
     s = rt.settings
     body = await _read_body(request, s.max_body_bytes)
     if body is None:
-        return _error(413, "PayloadTooLarge", f"request body larger than {s.max_body_bytes} bytes")
-    try:
-        parsed = parse_body(body, request.headers.get("content-type"), max_records=s.max_batch)
-    except BatchTooLarge as exc:
-        return _error(413, "PayloadTooLarge", str(exc))
+        raise PayloadTooLarge(f"request body larger than {s.max_body_bytes} bytes")
+    parsed = parse_body(body, request.headers.get("content-type"), max_records=s.max_batch)  # 413 BatchTooLarge
     wait = rt.limiter.take(key.id, max(parsed.total, 1))
     if wait > 0:
-        return _error(429, "RateLimited", f"API key {key.name!r} is over {s.rate_limit:g} observations/s",
-                      {"Retry-After": str(max(1, math.ceil(wait)))})
+        raise RateLimited(f"API key {key.name!r} is over {s.rate_limit:g} observations/s", retry_after_s=wait)
     try:
         result = await (await rt.collector()).submit(parsed, trace_id=current_trace_id())
-    except SourceUnavailable as exc:
-        return _error(503, "SourceUnavailable", str(exc), {"Retry-After": "1"})
+    except SourceUnavailable as exc:  # the broker could not confirm: resending is safe, soon
+        exc.retry_after_s = exc.retry_after_s or 1.0
+        raise
     status = 422 if result.rejected and not (result.accepted or result.duplicates) else 202
     return JSONResponse(result.to_json(), status_code=status)
 
