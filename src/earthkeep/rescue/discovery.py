@@ -15,7 +15,6 @@ refusing when implausibly many would go (see ``max_gone_fraction``).
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +36,7 @@ from earthkeep.rescue.catalog import Context, PageResult, mark_gone, write_page
 from earthkeep.rescue.rows import PreparedPage, prepare_page
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.rescue.tables import Harvest
+from earthkeep.retry import Backoff, retry_sync
 from earthkeep.sources.ckan import SWEEP_FIELDS, CkanClient, Filters, Lister
 
 log = structlog.get_logger(__name__)
@@ -263,20 +263,20 @@ class _PageWriter:
         """Keep ``page`` in one transaction; retried a few times if PostgreSQL rolled it back for a deadlock."""
         if self._conn is None:
             self._conn = self._open()
-        for attempt in range(1, PAGE_ATTEMPTS + 1):
+        conn = self._conn
+
+        def once() -> PageResult:
             mine = replace(ctx, orgs=dict(ctx.orgs))  # organizations this page adds stay its own until it commits
-            try:
-                with self.sessions(bind=self._conn) as s, s.begin():
-                    result = write_page(s, mine, page)
-            except Exception as exc:
-                if attempt == PAGE_ATTEMPTS or not is_transient_conflict(exc):
-                    raise
-                log.warning("rescue.discover.page_retried", attempt=attempt, error=str(getattr(exc, "orig", exc)))
-                time.sleep(0.05 * attempt)
-                continue
+            with self.sessions(bind=conn) as s, s.begin():
+                result = write_page(s, mine, page)
             ctx.orgs.update(mine.orgs)  # committed: other writers may now refer to them
             return result
-        raise AssertionError("unreachable")
+
+        def logged(attempt: int, _delay: float, exc: BaseException) -> None:
+            log.warning("rescue.discover.page_retried", attempt=attempt, error=str(getattr(exc, "orig", exc)))
+
+        return retry_sync(once, attempts=PAGE_ATTEMPTS, retryable=is_transient_conflict,
+                          backoff=Backoff(base_s=0.05, max_s=1.0, jitter=0.5), on_retry=logged)
 
     def _open(self) -> Connection:
         engine = self.sessions.kw["bind"]

@@ -48,6 +48,7 @@ from earthkeep.errors import (
     Unauthorized,
 )
 from earthkeep.rescue.bags import BagWriter
+from earthkeep.retry import Backoff, retry_async
 from earthkeep.store.base import Store
 from earthkeep.transfer.engine import TransferEngine, TransferRequest
 from earthkeep.transfer.request import TransferResult
@@ -309,14 +310,9 @@ class RescueNode:
 
     async def _release(self, aid: int, body: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
         """Report to the server, retrying while it is unreachable (the lease heartbeat keeps it alive)."""
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self.client.release(aid, body)
-            except SourceUnavailable:
-                if attempt == attempts:
-                    raise
-                await asyncio.sleep(2.0 * attempt)
-        raise AssertionError("unreachable")
+        return await retry_async(lambda: self.client.release(aid, body), attempts=attempts,
+                                 retryable=lambda exc: isinstance(exc, SourceUnavailable),
+                                 backoff=Backoff(base_s=2.0, max_s=30.0, jitter=0.0))
 
     async def _report(self, lease: dict[str, Any], body: dict[str, Any], *, ok: bool, note: str) -> None:
         aid = lease["allocation_id"]

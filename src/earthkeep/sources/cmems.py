@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import structlog
 
 from earthkeep.config import ForcingSettings
 from earthkeep.errors import InvalidInput, SourceUnavailable
+from earthkeep.retry import Backoff, retry_async
 
 log = structlog.get_logger(__name__)
 
@@ -109,21 +109,19 @@ async def fetch_subset(request: SubsetRequest, creds: tuple[str, str], *, retrie
     Raises :class:`SourceUnavailable` with the toolbox's message when retries are spent or the failure
     is permanent (bad credentials, unknown dataset or variable, box outside the dataset).
     """
-    for attempt in range(retries + 1):
-        try:
-            return await asyncio.to_thread(subset, request, *creds)
-        except Exception as exc:  # the toolbox raises many unrelated types
-            if not is_transient(exc):
-                raise SourceUnavailable(f"Copernicus Marine refused {request.dataset_id}: "
-                                        f"{type(exc).__name__}: {exc}") from exc
-            if attempt == retries:
-                raise SourceUnavailable(f"Copernicus Marine still failing after {retries + 1} attempts: "
-                                        f"{type(exc).__name__}: {exc}") from exc
-            delay = backoff_s * 2 ** attempt * random.uniform(0.8, 1.2)
-            log.warning("cmems.retry", dataset=request.dataset_id, attempt=attempt + 1, delay_s=round(delay, 2),
-                        error=str(exc))
-            await sleep(delay)
-    raise AssertionError("unreachable")
+    def logged(attempt: int, delay: float, exc: BaseException) -> None:
+        log.warning("cmems.retry", dataset=request.dataset_id, attempt=attempt, delay_s=round(delay, 2), error=str(exc))
+
+    backoff = Backoff(base_s=backoff_s, max_s=max(backoff_s, 1.0) * 64, jitter=0.2, sleep=sleep)
+    try:
+        return await retry_async(lambda: asyncio.to_thread(subset, request, *creds), attempts=retries + 1,
+                                 retryable=is_transient, backoff=backoff, on_retry=logged)
+    except Exception as exc:  # the toolbox raises many unrelated types
+        if not is_transient(exc):
+            raise SourceUnavailable(f"Copernicus Marine refused {request.dataset_id}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        raise SourceUnavailable(f"Copernicus Marine still failing after {retries + 1} attempts: "
+                                f"{type(exc).__name__}: {exc}") from exc
 
 
 def store_key(dataset_id: str, day: datetime) -> str:

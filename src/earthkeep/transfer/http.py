@@ -6,15 +6,11 @@ retry, how long to wait) can be read and tested on its own.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.util
-import random
 import ssl
 import sys
 import typing
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -22,6 +18,7 @@ import httpcore
 import httpx
 
 from earthkeep.config import TransferSettings
+from earthkeep.retry import Backoff
 
 USER_AGENT = "earthkeep-transfer/0.1"
 READ_SIZE = 1 << 20
@@ -53,28 +50,7 @@ RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to wait before attempt ``n + 1``: exponential backoff with jitter.
-
-    ``base_s * 2**(n-1)`` capped at ``max_s``, then multiplied by a random factor
-    in ``[1 - jitter, 1]``. A server's ``Retry-After`` wins over the backoff but is
-    capped at ``retry_after_cap_s``. ``sleep`` is what waits (tests pass a recorder).
-    """
-
-    base_s: float = 0.25
-    max_s: float = 20.0
-    jitter: float = 0.5
-    retry_after_cap_s: float = 120.0
-    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False)
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        if retry_after is not None:
-            return max(0.0, min(retry_after, self.retry_after_cap_s))
-        backoff = min(self.max_s, self.base_s * 2 ** max(attempt - 1, 0))
-        return backoff * (1.0 - self.jitter * self.rng.random())
+RetryPolicy = Backoff  # the transfer engine's name for the shared backoff
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
