@@ -28,7 +28,7 @@ class Domain:
 
 
 DOMAINS: tuple[Domain, ...] = (
-    Domain("downloads", "earthkeep.sources.http"),
+    Domain("downloads", "earthkeep.jobs.fetch"),
     Domain("nightlights", "earthkeep.nightlights.handlers", router="earthkeep.api.routers.nightlights",
            settings="earthkeep.nightlights.settings:NightlightsSettings"),
     Domain("granules", "earthkeep.granules.domain", router="earthkeep.api.routers.granules",

@@ -23,7 +23,7 @@ def fetch(
     """Download URL (segments, retries, checksum) into the store and catalogue it."""
     from earthkeep.errors import EarthkeepError
     from earthkeep.runtime import Services
-    from earthkeep.sources.http import fetch_url
+    from earthkeep.jobs.fetch import fetch_url
     from earthkeep.transfer.urls import check_url
 
     services = Services.open(settings())
