@@ -15,6 +15,17 @@ gather, per-area sums, one in-place sort per area of packed value/index keys,
 and the median's search vectorised over areas), bit for bit the same numbers
 as :func:`zonal_metrics` (which is the one-area case of it).
 
+Two kernels compute it. The default is :mod:`earthkeep.raster._zonal_numba`, a
+numba kernel that does the gather, the sums and the sort of one area in one
+compiled loop (several times faster); the numpy path below is the fallback, used
+when numba cannot be imported or does not take the dtype (float16, bool), or when
+``EARTHKEEP_ZONAL_KERNEL=numpy`` is set (``numba`` insists on the compiled kernel,
+``auto`` is the default). Both give the same numbers bit for bit: the kernel
+repeats numpy's pairwise summation and this module's median arithmetic. numba
+keeps the compiled code on disk (``__pycache__``, else ``~/.cache/numba``, or
+``NUMBA_CACHE_DIR``): the first call after an install compiles for some seconds,
+later processes load it (import and load: about a second).
+
 The exact median needs the full sort: exactextract adds the weights of the
 distinct values one by one in value order, so the rounding of every partial
 sum (and of the total that sets the target) depends on the order of all cells,
@@ -25,6 +36,7 @@ other last bits.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import struct
 import threading
@@ -275,11 +287,10 @@ def _load_numba_kernel() -> Any:
     """:mod:`earthkeep.raster._zonal_numba`, imported on first use (numba takes a moment to import), or
     ``None`` if numba is missing or has nowhere to keep its cache (then set ``NUMBA_CACHE_DIR``)."""
     try:
-        from earthkeep.raster import _zonal_numba
+        return importlib.import_module("earthkeep.raster._zonal_numba")
     except (ImportError, RuntimeError) as exc:
         log.warning("zonal.numba_unavailable", error=str(exc), fallback="numpy")
         return None
-    return _zonal_numba
 
 
 def _block_metrics(
