@@ -37,6 +37,7 @@ def _jit_as(signature: str) -> Any:
 
 _SIGN32 = np.uint32(0x80000000)
 _SIGN64 = np.uint64(0x8000000000000000)
+_MINUS_ZERO = np.uint32(0x7FFFFFFF)  # the key of -0.0, just below +0.0's (_SIGN32)
 _LOW = np.uint64(0xFFFFFFFF)
 _SMALL = 64  # areas with fewer valid cells are sorted by insertion
 
@@ -172,27 +173,47 @@ def _radix_sort(
     return src, isrc
 
 
-@_jit_as("i8[::1](f8[::1], f4[::1], i8, b1, u8[::1], u8[::1], i8[::1], i8[::1])")
-def _sorted_order(
-    vals: np.ndarray,
+@_jit_as("i8(f4[::1], f8[::1], i8, u8[::1], u8[::1], i8[::1], f8[::1], f8[::1])")
+def _float32_runs(
     vals32: np.ndarray,
+    w: np.ndarray,
     k: int,
-    as_float32: bool,
     keys: np.ndarray,
     kbuf: np.ndarray,
-    order: np.ndarray,
     obuf: np.ndarray,
+    rx: np.ndarray,
+    rw: np.ndarray,
+) -> int:
+    """The distinct values of ``vals32[:k]`` in order into ``rx`` (-0 equals +0 and comes first), their
+    weights ``w`` summed in cell order into ``rw`` (as ``np.unique`` and ``np.bincount``); returns how
+    many. One uint64 a value sorts: its float32 key (high half), then its position."""
+    bits32 = vals32.view(np.uint32)
+    for j in range(k):
+        keys[j] = (_float32_key(bits32[j]) << np.uint64(32)) | np.uint64(j)
+    ordered, _ = _radix_sort(keys, kbuf, obuf, obuf, k, 4, False)
+    one = np.empty(1, dtype=np.float32)  # to read a float32 from its bits
+    one_bits = one.view(np.uint32)
+    m = -1
+    prev = np.uint32(0)
+    for t in range(k):
+        key = np.uint32(ordered[t] >> np.uint64(32))
+        wt = w[np.int64(ordered[t] & _LOW)]
+        if m >= 0 and (key == prev or (prev == _MINUS_ZERO and key == _SIGN32)):
+            rw[m] += wt
+            continue
+        m += 1
+        one_bits[0] = key ^ _SIGN32 if key & _SIGN32 else ~key
+        rx[m], rw[m] = np.float64(one[0]), wt
+        prev = key
+    return m + 1
+
+
+@_jit_as("i8[::1](f8[::1], i8, u8[::1], u8[::1], i8[::1], i8[::1])")
+def _float64_order(
+    vals: np.ndarray, k: int, keys: np.ndarray, kbuf: np.ndarray, order: np.ndarray, obuf: np.ndarray
 ) -> np.ndarray:
-    """Positions of ``vals[:k]`` in value order, equal values in position order (-0 before +0); the
-    result is ``order`` or ``obuf``. ``vals32`` holds the values as float32 when ``as_float32``."""
-    if as_float32:  # one uint64 a value: its float32 key (high half), then its position
-        bits32 = vals32.view(np.uint32)
-        for j in range(k):
-            keys[j] = (_float32_key(bits32[j]) << np.uint64(32)) | np.uint64(j)
-        sorted_keys, _ = _radix_sort(keys, kbuf, order, obuf, k, 4, False)
-        for j in range(k):
-            order[j] = np.int64(sorted_keys[j] & _LOW)
-        return order
+    """Positions of ``vals[:k]`` in value order, equal values in position order; the result is ``order``
+    or ``obuf``."""
     bits64 = vals.view(np.uint64)  # the float64 key, the position moved along
     for j in range(k):
         keys[j] = _float64_key(bits64[j])
@@ -282,8 +303,11 @@ def zonal_columns(
             out[6, i] = _sum(sums[5], nk, stack, partial)
             out[7, i] = _sum(sums[6], nk, stack, partial)
         if k:  # the weighted median (rows[1]: the valid cells' coverage)
-            order = _sorted_order(vals, vals32, k, as_float32, keys, kbuf, obuf1, obuf2)
-            out[5, i] = _quantile_search(rx, rw, _merge_ties(vals, sums[1], order, k, rx, rw), cum, 0.5)
+            if as_float32:
+                m = _float32_runs(vals32, sums[1], k, keys, kbuf, obuf1, rx, rw)
+            else:
+                m = _merge_ties(vals, sums[1], _float64_order(vals, k, keys, kbuf, obuf1, obuf2), k, rx, rw)
+            out[5, i] = _quantile_search(rx, rw, m, cum, 0.5)
     return out
 
 
