@@ -2,9 +2,9 @@
 
 One pass per area gathers its cells' values (and nights), keeps the valid ones in
 scratch buffers and sums them; then the area's values are sorted (an LSD radix
-sort of float32 bits packed with the cell's position, or of float64 bits with
-the position moved along where float32 cannot hold the values) and the weighted median is searched.
-Every operation repeats the numpy path's arithmetic in the same order: the sums
+sort of float32 bits packed with the cell's position, or of float64 bits with the
+position moved along where float32 cannot hold the values) and the weighted
+median is searched. Every operation repeats the numpy path's arithmetic in the same order: the sums
 are numpy's pairwise summation (:func:`_sum`), ties are merged in cell
 order, and the median's cumulative sums and search are those of
 :func:`earthkeep.raster.zonal.weighted_quantile`, so the two kernels give the
@@ -44,30 +44,31 @@ _SMALL = 64  # areas with fewer valid cells are sorted by insertion
 
 @_jit_as("f8(f8[::1], i8, i8)")
 def _block_sum(a: np.ndarray, s: int, n: int) -> float:
-    """numpy's ``pairwise_sum`` of at most 128 elements ``a[s:s + n]``: eight running sums."""
+    """numpy's ``pairwise_sum`` of at most 128 elements ``a[s:s + n]``: eight running sums. (Unsigned
+    indices spare numba's check for negative ones, which kept LLVM from vectorising the sums.)"""
     if n < 8:
         res = 0.0
         for i in range(s, s + n):
             res += a[i]
         return res
-    r0, r1, r2, r3 = a[s], a[s + 1], a[s + 2], a[s + 3]
-    r4, r5, r6, r7 = a[s + 4], a[s + 5], a[s + 6], a[s + 7]
-    m = n - n % 8
-    i = 8
+    b = a[s : s + n]
+    r0, r1, r2, r3 = b[0], b[1], b[2], b[3]
+    r4, r5, r6, r7 = b[4], b[5], b[6], b[7]
+    m = np.uint64(n - n % 8)
+    i = np.uint64(8)
     while i < m:
-        r0 += a[s + i]
-        r1 += a[s + i + 1]
-        r2 += a[s + i + 2]
-        r3 += a[s + i + 3]
-        r4 += a[s + i + 4]
-        r5 += a[s + i + 5]
-        r6 += a[s + i + 6]
-        r7 += a[s + i + 7]
-        i += 8
+        r0 += b[i]
+        r1 += b[i + np.uint64(1)]
+        r2 += b[i + np.uint64(2)]
+        r3 += b[i + np.uint64(3)]
+        r4 += b[i + np.uint64(4)]
+        r5 += b[i + np.uint64(5)]
+        r6 += b[i + np.uint64(6)]
+        r7 += b[i + np.uint64(7)]
+        i += np.uint64(8)
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[s + i]
-        i += 1
+    for j in range(np.int64(m), n):
+        res += b[j]
     return res
 
 
@@ -137,6 +138,25 @@ def _insertion_sort(keys: np.ndarray, idx: np.ndarray, n: int, with_idx: bool) -
             idx[j + 1] = x
 
 
+@_jit_as("void(u8[::1], i8, i8, u8[:, ::1])")
+def _histograms(keys: np.ndarray, n: int, first: int, counts: np.ndarray) -> None:
+    """Counts of each value of each byte ``first`` to 7 of ``keys[:n]`` (the four high bytes unrolled:
+    the float32 case)."""
+    one, byte = np.uint64(1), np.uint64(0xFF)
+    if first == 4:
+        for i in range(n):
+            k = keys[i] >> np.uint64(32)
+            counts[4, k & byte] += one
+            counts[5, (k >> np.uint64(8)) & byte] += one
+            counts[6, (k >> np.uint64(16)) & byte] += one
+            counts[7, k >> np.uint64(24)] += one
+        return
+    for i in range(n):
+        k = keys[i]
+        for b in range(first, 8):
+            counts[b, (k >> np.uint64(8 * b)) & byte] += one
+
+
 @_jit_as("Tuple((u8[::1], i8[::1]))(u8[::1], u8[::1], i8[::1], i8[::1], i8, i8, b1)")
 def _radix_sort(
     keys: np.ndarray, kbuf: np.ndarray, idx: np.ndarray, ibuf: np.ndarray, n: int, first: int, with_idx: bool
@@ -147,28 +167,27 @@ def _radix_sort(
     if n < _SMALL:
         _insertion_sort(keys, idx, n, with_idx)
         return keys, idx
-    counts = np.zeros((8, 256), dtype=np.int64)
-    for i in range(n):
-        k = keys[i]
-        for b in range(first, 8):
-            counts[b, (k >> np.uint64(8 * b)) & np.uint64(0xFF)] += 1
+    counts = np.zeros((8, 256), dtype=np.uint64)  # (unsigned: no checks for negative indices)
+    one = np.uint64(1)
+    _histograms(keys, n, first, counts)
     src, dst, isrc, idst = keys, kbuf, idx, ibuf
-    pos = np.empty(256, dtype=np.int64)
+    pos = np.empty(256, dtype=np.uint64)
     for b in range(first, 8):
         shift = np.uint64(8 * b)
-        if counts[b, (src[0] >> shift) & np.uint64(0xFF)] == n:
+        if counts[b, (src[0] >> shift) & np.uint64(0xFF)] == np.uint64(n):
             continue  # every key has this byte: the pass would move nothing
-        total = 0
+        total = np.uint64(0)
         for d in range(256):
             pos[d] = total
             total += counts[b, d]
         for i in range(n):
             k = src[i]
             d = (k >> shift) & np.uint64(0xFF)
-            dst[pos[d]] = k
+            at = pos[d]
+            dst[at] = k
             if with_idx:
-                idst[pos[d]] = isrc[i]
-            pos[d] += 1
+                idst[at] = isrc[i]
+            pos[d] = at + one
         src, dst, isrc, idst = dst, src, idst, isrc
     return src, isrc
 
