@@ -3,6 +3,7 @@
 One command::
 
     .venv/bin/python bench/zonal.py [--areas 100] [--months 12] [--size 5000] [--step 0.1] [--skip-rasterstats]
+                                    [--kernels numba numpy]
 
 Compared in the same run, on the same rasters and polygons (the areas as recorded
 in the catalog), all timed with ``time.perf_counter``:
@@ -13,8 +14,11 @@ in the catalog), all timed with ``time.perf_counter``:
   memory), stacked once, then per month one ``zonal_metrics_many`` call for all
   areas with the valid-nights raster, as ``process_month`` passes it (sum, mean,
   median, count, lit pixels/area/fraction, valid area, mean valid nights).
-  Printed apart: the cold path (nothing cached: exactextract per area, written
-  to the store) and the memory-cache path (a worker that already used them);
+  Once per kernel of ``zonal_metrics_many`` (``numba``, the compiled fused
+  kernel, and ``numpy``, the fallback); the numba line also gives the first
+  call's import + compile-or-load time (not in the totals). Printed apart: the
+  cold path (nothing cached: exactextract per area, written to the store) and
+  the memory-cache path (a worker that already used them);
 * **exactextract** (plain, no cache): one ``exact_extract`` call per month for
   all areas, ops ``sum, mean, median, count``;
 * **rasterstats**: ``zonal_stats`` per month for all areas, stats ``sum, mean,
@@ -22,6 +26,11 @@ in the catalog), all timed with ``time.perf_counter``:
 
 ``--step 0.1`` rounds the radiance to multiples of 0.1 like VNP46A2's stored
 values (many equal values per area); the default is continuous values.
+
+The months' cells/s are set against this machine's memory bandwidth, measured as
+a numpy copy of a large array (bytes read + written per second) divided by the
+bytes each cell touches once (cell index, coverage and covered area: 8 bytes
+each; the value and the nights: their item sizes).
 
 Then tiles/s for one zoom level of a composite: cold (render with rio-tiler +
 store) and cached (read back from the store), through ``earthkeep.nightlights.tiles``.
@@ -123,9 +132,17 @@ class Clock:
 
 
 def bench_earthkeep(
-    svc: Any, grid: Grid, areas: list[Any], base: np.ndarray, nights: np.ndarray, months: int, step: float
-) -> Clock:
-    """Weights read from the store (a fresh worker), stacked, then the months: what is compared."""
+    svc: Any,
+    grid: Grid,
+    areas: list[Any],
+    base: np.ndarray,
+    nights: np.ndarray,
+    months: int,
+    step: float,
+    kernel: str,
+) -> tuple[Clock, Clock]:
+    """Weights read from the store (a fresh worker), stacked, then the months: what is compared (the
+    total, and the months alone)."""
     from_store, in_memory, stacking, metrics = Clock(), Clock(), Clock(), Clock()
     svc.extras.pop("nightlights.weights", None)  # a fresh worker: the weights are in the store only
     with from_store:
@@ -138,15 +155,37 @@ def bench_earthkeep(
     for m in range(months):
         values = month_raster(base, m, buf, step)  # making the month's raster is not timed (same for all)
         with metrics:
-            zonal_metrics_many(values, stacked, threshold=0.5, nights=nights)  # all areas of the month at once
+            zonal_metrics_many(values, stacked, threshold=0.5, nights=nights, kernel=kernel)  # all areas at once
     print(
-        f"  earthkeep: weights from the store {from_store}, from memory {in_memory}; stacking {stacking}; "
+        f"  earthkeep ({kernel}): weights from the store {from_store}, from memory {in_memory}; stacking {stacking}; "
         f"{months} months {metrics} ({metrics.wall / months * 1e3:.1f} ms a month)"
     )
     total = Clock()
     total.wall = from_store.wall + stacking.wall + metrics.wall
     total.cpu = from_store.cpu + stacking.cpu + metrics.cpu
-    return total
+    return total, metrics
+
+
+def first_call(grid: Grid, areas: list[BaseGeometry], base: np.ndarray, nights: np.ndarray) -> float:
+    """Seconds of the first numba call in this process: importing numba and the kernel, and compiling it
+    (or loading it from numba's cache) for float32 values and nights."""
+    t = time.perf_counter()
+    zonal_metrics_many(base, coverage_weights(areas[:1], grid), threshold=0.5, nights=nights, kernel="numba")
+    return time.perf_counter() - t
+
+
+def memory_bandwidth(nbytes: int = 1 << 29, repeat: int = 5) -> float:
+    """Bytes/s of a numpy copy of a large array (bytes read + written; best of ``repeat``)."""
+    a = np.ones(nbytes // 8)
+    b = np.empty_like(a)
+    best = min(_timed(np.copyto, b, a) for _ in range(repeat))
+    return 2 * a.nbytes / best
+
+
+def _timed(f: Any, *args: Any) -> float:
+    t = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - t
 
 
 def bench_exactextract(grid: Grid, areas: list[BaseGeometry], base: np.ndarray, months: int, step: float) -> Clock:
@@ -240,6 +279,46 @@ def bench_tiles(zoom: int) -> tuple[int, float, float]:
     return len(tiles), len(tiles) / cold, len(tiles) / warm
 
 
+def best(clocks: list[Clock]) -> tuple[float, float]:
+    return min(c.wall for c in clocks), min(c.cpu for c in clocks)
+
+
+def report(
+    runs: dict[str, list[Clock]], months: dict[str, list[Clock]], a: Any, cells: int, base: np.ndarray, nights: Any
+) -> None:
+    """Best wall and CPU time of each, ratios of every peer to every earthkeep kernel, and the months'
+    cells/s against the memory bandwidth."""
+    kernels = list(months)
+    print(
+        f" ({'best of ' + str(a.repeat) if a.repeat > 1 else 'one run'}; wall s, cpu s; peer / earthkeep by wall, cpu)"
+    )
+    for name, clocks in runs.items():
+        if not clocks:
+            continue
+        wall, cpu = best(clocks)
+        ratios = "  ".join(
+            f"{wall / best(runs[k])[0]:5.1f}x / {cpu / best(runs[k])[1]:5.1f}x vs {k}" for k in kernels if k != name
+        )
+        note = " (goal >= 30x)" if name == "rasterstats" else ""
+        print(f"  {name:16s} {wall:7.3f} {cpu:7.3f}   {ratios}{note}")
+    print(" the months alone (zonal_metrics_many; weights in memory, stacked):")
+    rs = best(runs["rasterstats"]) if runs["rasterstats"] else None
+    for k in kernels:
+        wall, cpu = best(months[k])
+        vs = f", rasterstats {rs[0] / wall:.1f}x / {rs[1] / cpu:.1f}x of it" if rs else ""
+        print(f"  {k:16s} {wall:7.3f} {cpu:7.3f}   {wall / a.months * 1e3:.2f} ms a month{vs}")
+    bw = memory_bandwidth()
+    per_cell = 3 * 8 + base.itemsize + nights.itemsize
+    limit = bw / per_cell
+    print(
+        f" memory: numpy copy {bw / 1e9:.1f} GB/s (read + write); {per_cell} bytes a cell"
+        f" -> {limit / 1e6:,.0f} M cells/s"
+    )
+    for k in kernels:
+        rate = cells * a.months / best(months[k])[1]
+        print(f"  {k:16s} {rate / 1e6:7.1f} M cells/s (cpu), {rate / limit:.1%} of the bandwidth limit")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--areas", type=int, default=100)
@@ -251,6 +330,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="run the comparison this many times, report the best")
     p.add_argument("--skip-tiles", action="store_true")
     p.add_argument("--skip-rasterstats", action="store_true")
+    p.add_argument("--kernels", nargs="+", default=["numba", "numpy"], choices=["numba", "numpy"])
     a = p.parse_args()
     from earthkeep.logs import configure_logging
 
@@ -272,24 +352,24 @@ def main() -> None:
     with cold:  # nothing cached yet: exactextract per area, written to the store
         load_weights(svc, areas, grid)
     print(f"  earthkeep weights, cold (exactextract per area + store write): {cold}")
-    runs: dict[str, list[Clock]] = {"earthkeep": [], "exactextract": [], "rasterstats": []}
+    if "numba" in a.kernels:
+        t = first_call(grid, geoms, base, nights)
+        print(f"  numba kernel, first call (import + compile or load from cache): {t:.2f} s")
+    kernels = [f"earthkeep/{k}" for k in a.kernels]
+    runs: dict[str, list[Clock]] = {name: [] for name in [*kernels, "exactextract", "rasterstats"]}
+    months: dict[str, list[Clock]] = {name: [] for name in kernels}
     for r in range(a.repeat):
         if a.repeat > 1:
             print(f" run {r + 1} of {a.repeat}")
-        runs["earthkeep"].append(bench_earthkeep(svc, grid, areas, base, nights, a.months, a.step))
+        for k, name in zip(a.kernels, kernels, strict=True):
+            total, metrics = bench_earthkeep(svc, grid, areas, base, nights, a.months, a.step, k)
+            runs[name].append(total)
+            months[name].append(metrics)
         runs["exactextract"].append(bench_exactextract(grid, geoms, base, a.months, a.step))
         if not a.skip_rasterstats:
             runs["rasterstats"].append(bench_rasterstats(grid, geoms, base, a.months, a.step))
     svc.close()
-    ek_wall, ek_cpu = min(c.wall for c in runs["earthkeep"]), min(c.cpu for c in runs["earthkeep"])
-    best = "best of " + str(a.repeat) if a.repeat > 1 else "one run"
-    print(f" ({best}; wall s, cpu s, earthkeep faster by wall / cpu)")
-    print(f"  earthkeep (cached weights)   {ek_wall:7.3f} {ek_cpu:7.3f}   (weights from the store + stacking + months)")
-    for name, label in (("exactextract", "exactextract (no cache)"), ("rasterstats", "rasterstats")):
-        if runs[name]:
-            wall, cpu = min(c.wall for c in runs[name]), min(c.cpu for c in runs[name])
-            goal = " (goal >= 30x)" if name == "rasterstats" else ""
-            print(f"  {label:27s}  {wall:7.3f} {cpu:7.3f}   {wall / ek_wall:5.1f}x / {cpu / ek_cpu:5.1f}x{goal}")
+    report(runs, months, a, cells, base, nights)
     if a.skip_tiles:
         return
     n, cold, warm = bench_tiles(a.zoom)

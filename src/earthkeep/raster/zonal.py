@@ -15,6 +15,17 @@ gather, per-area sums, one in-place sort per area of packed value/index keys,
 and the median's search vectorised over areas), bit for bit the same numbers
 as :func:`zonal_metrics` (which is the one-area case of it).
 
+Two kernels compute it. The default is :mod:`earthkeep.raster._zonal_numba`, a
+numba kernel that does the gather, the sums and the sort of one area in one
+compiled loop (several times faster); the numpy path below is the fallback, used
+when numba cannot be imported or does not take the dtype (float16, bool), or when
+``EARTHKEEP_ZONAL_KERNEL=numpy`` is set (``numba`` insists on the compiled kernel,
+``auto`` is the default). Both give the same numbers bit for bit: the kernel
+repeats numpy's pairwise summation and this module's median arithmetic. numba
+keeps the compiled code on disk (``__pycache__``, else ``~/.cache/numba``, or
+``NUMBA_CACHE_DIR``): the first call after an install compiles for some seconds,
+later processes load it (import and load: about a second).
+
 The exact median needs the full sort: exactextract adds the weights of the
 distinct values one by one in value order, so the rounding of every partial
 sum (and of the total that sets the target) depends on the order of all cells,
@@ -24,6 +35,9 @@ other last bits.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import os
 import struct
 import threading
 from collections import OrderedDict
@@ -32,12 +46,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import structlog
 from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from earthkeep.raster.grid import Grid
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,28 +193,31 @@ def zonal_metrics_many(
     *,
     threshold: float,
     nights: np.ndarray | None = None,
+    kernel: str | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`zonal_metrics` of many areas on one composite at once (vectorised over blocks of areas).
+    """:func:`zonal_metrics` of many areas on one composite at once.
 
     The numbers are bit for bit those of one area at a time: every sum runs
     over the same elements in the same order (``np.sum`` per segment, since
     ``np.add.reduceat`` sums in another order), and the median repeats
-    :func:`weighted_quantile` step by step, vectorised over areas.
+    :func:`weighted_quantile` step by step. ``kernel`` is ``"numba"`` (the
+    compiled fused kernel), ``"numpy"`` (vectorised over blocks of areas) or
+    ``"auto"``; ``None`` reads ``EARTHKEEP_ZONAL_KERNEL`` (default ``auto``:
+    numba when it can be imported and handles the dtypes, else numpy).
     """
     st = weights if isinstance(weights, StackedWeights) else stack_weights(weights)
     off = st.offsets
     flat = values.reshape(-1)
     flat_nights = None if nights is None else nights.reshape(-1)
-    # Areas go in blocks of about _BLOCK_CELLS cells, which bounds the working memory of a large batch.
-    cols = np.full((8, len(st)), np.nan)
-    a0 = 0
-    while a0 < len(st):
-        a1 = max(a0 + 1, int(np.searchsorted(off, off[a0] + _BLOCK_CELLS, side="right")) - 1)
-        s, e = int(off[a0]), int(off[a1])
-        cols[:, a0:a1] = _block_metrics(
-            flat, st.cells[s:e], st.coverage[s:e], st.covered_km2[s:e], off[a0 : a1 + 1] - s, threshold, flat_nights
-        )
-        a0 = a1
+    compiled = _compiled_kernel(kernel, flat, flat_nights)
+    if compiled is not None:
+        none = np.empty(0, np.float32)
+        cols = compiled.zonal_columns(
+            flat, st.cells, st.coverage, st.covered_km2, off, float(threshold),
+            none if flat_nights is None else flat_nights, flat_nights is not None,
+        )  # fmt: skip
+    else:
+        cols = _numpy_columns(flat, st, threshold, flat_nights)
     valid_area, weight, total, lit_area, lit_pixels, median, ksum, knsum = cols.tolist()
     out = []
     for i, (ar, px) in enumerate(zip(st.area_km2.tolist(), np.diff(off).tolist(), strict=True)):
@@ -221,6 +241,56 @@ def zonal_metrics_many(
 
 
 _BLOCK_CELLS = 1 << 18
+KERNELS = ("auto", "numba", "numpy")
+
+
+def _numpy_columns(
+    flat: np.ndarray, st: StackedWeights, threshold: float, flat_nights: np.ndarray | None
+) -> np.ndarray:
+    """The rows of :func:`_block_metrics` for all areas, in blocks of about ``_BLOCK_CELLS`` cells (which
+    bounds the working memory of a large batch)."""
+    off = st.offsets
+    cols = np.full((8, len(st)), np.nan)
+    a0 = 0
+    while a0 < len(st):
+        a1 = max(a0 + 1, int(np.searchsorted(off, off[a0] + _BLOCK_CELLS, side="right")) - 1)
+        s, e = int(off[a0]), int(off[a1])
+        cols[:, a0:a1] = _block_metrics(
+            flat, st.cells[s:e], st.coverage[s:e], st.covered_km2[s:e], off[a0 : a1 + 1] - s, threshold, flat_nights
+        )
+        a0 = a1
+    return cols
+
+
+def _compiled_kernel(kernel: str | None, flat: np.ndarray, flat_nights: np.ndarray | None) -> Any:
+    """The numba kernel module, or ``None`` for the numpy path (asked for, numba missing, or a dtype
+    numba does not handle: float16, bool, non-native byte order)."""
+    name = (os.environ.get("EARTHKEEP_ZONAL_KERNEL", "auto") if kernel is None else kernel).strip().lower()
+    if name not in KERNELS:
+        raise ValueError(f"unknown zonal kernel {name!r} (EARTHKEEP_ZONAL_KERNEL): use one of {', '.join(KERNELS)}")
+    if name == "numpy":
+        return None
+    module = _load_numba_kernel()
+    if module is None and name == "numba":
+        raise RuntimeError("the numba zonal kernel was asked for but numba cannot be loaded (see the log)")
+    arrays = [flat] if flat_nights is None else [flat, flat_nights]
+    return module if all(_compiles(a.dtype) for a in arrays) else None
+
+
+def _compiles(dtype: np.dtype) -> bool:
+    """The kernel takes native integers, float32 and float64."""
+    return dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64))
+
+
+@functools.cache
+def _load_numba_kernel() -> Any:
+    """:mod:`earthkeep.raster._zonal_numba`, imported on first use (numba takes a moment to import), or
+    ``None`` if numba is missing or has nowhere to keep its cache (then set ``NUMBA_CACHE_DIR``)."""
+    try:
+        return importlib.import_module("earthkeep.raster._zonal_numba")
+    except (ImportError, RuntimeError) as exc:
+        log.warning("zonal.numba_unavailable", error=str(exc), fallback="numpy")
+        return None
 
 
 def _block_metrics(

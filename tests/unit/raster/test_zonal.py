@@ -1,4 +1,7 @@
-"""Cached coverage weights give exactly exactextract's statistics; metrics by hand; the cache."""
+"""Cached coverage weights give exactextract's statistics, with both kernels (numba and numpy), which
+agree bit for bit; metrics by hand; the choice of kernel; the cache."""
+
+import sys
 
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ from exactextract import exact_extract
 from rasterio.io import MemoryFile
 from shapely.geometry import MultiPolygon, Point, Polygon, box, mapping
 
+from earthkeep.raster import zonal
 from earthkeep.raster.grid import Grid, snap
 from earthkeep.raster.zonal import (
     CoverageWeights,
@@ -25,6 +29,13 @@ SHAPES = [
 ]
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def kernel(request, monkeypatch):
+    """Run the test with each kernel, chosen as a deployment does (``EARTHKEEP_ZONAL_KERNEL``)."""
+    monkeypatch.setenv("EARTHKEEP_ZONAL_KERNEL", request.param)
+    return request.param
+
+
 def _raster(seed=1):
     rng = np.random.default_rng(seed)
     values = (rng.gamma(0.6, 6.0, GRID.shape)).astype(np.float32)
@@ -32,15 +43,15 @@ def _raster(seed=1):
     return values
 
 
-def _exactextract(values, geoms, ops):
+def _exactextract(values, geoms, ops, grid=GRID):
     profile = {
         "driver": "GTiff",
-        "width": GRID.width,
-        "height": GRID.height,
+        "width": grid.width,
+        "height": grid.height,
         "count": 1,
         "dtype": "float32",
         "crs": "EPSG:4326",
-        "transform": GRID.transform,
+        "transform": grid.transform,
         "nodata": np.nan,
     }
     with MemoryFile() as mem:
@@ -51,26 +62,47 @@ def _exactextract(values, geoms, ops):
             return exact_extract(ds, feats, ops, output="pandas")
 
 
-def test_cached_weights_reproduce_exactextract_every_month():
+def _assert_like_exactextract(m, row):
+    """Sums differ from exactextract's only by the order of summation; exactextract gives the median in
+    the raster's type (float32), ours rounds to the same float32."""
+    assert m["sum_radiance"] == pytest.approx(row["sum"], rel=1e-12)
+    assert m["mean_radiance"] == pytest.approx(row["mean"], rel=1e-12)
+    assert np.float32(m["median_radiance"]) == row["median"]
+
+
+def test_cached_weights_reproduce_exactextract_every_month(kernel):
     weights = coverage_weights(SHAPES, GRID)
     for seed in (1, 2, 3):  # three "months" on the same grid, one set of weights
         values = _raster(seed)
         ref = _exactextract(values, SHAPES, ["sum", "mean", "median", "count"])
         for w, (_, row) in zip(weights, ref.iterrows(), strict=True):
-            m = zonal_metrics(values, w, threshold=3.0)
-            assert m["sum_radiance"] == pytest.approx(row["sum"], rel=1e-9)
-            assert m["mean_radiance"] == pytest.approx(row["mean"], rel=1e-9)
-            assert m["median_radiance"] == pytest.approx(row["median"], rel=1e-6)
+            _assert_like_exactextract(zonal_metrics(values, w, threshold=3.0), row)
 
 
-def test_the_median_merges_equal_values_like_exactextract():
+def test_the_median_merges_equal_values_like_exactextract(kernel):
     values = np.round(_raster(4)).astype(np.float32)  # many ties
-    ref = _exactextract(values, SHAPES, ["median"])
+    ref = _exactextract(values, SHAPES, ["sum", "mean", "median"])
     for w, (_, row) in zip(coverage_weights(SHAPES, GRID), ref.iterrows(), strict=True):
-        assert zonal_metrics(values, w, threshold=1.0)["median_radiance"] == pytest.approx(row["median"], rel=1e-6)
+        _assert_like_exactextract(zonal_metrics(values, w, threshold=1.0), row)
 
 
-def test_lit_and_area_metrics_by_hand():
+def test_integer_values_on_whole_cells_give_exactly_exactextracts_numbers(kernel):
+    # cells covered wholly (boxes on the lines of a grid of 1/64°, coverage exactly 1): every sum adds
+    # integers, exact in any order
+    grid = Grid(west=10.0, north=5.0, res=1 / 64, width=256, height=128)
+    boxes = [box(10.5, 3.5, 10.75, 4.0), box(11.0, 3.0, 13.5, 4.5), box(10.0, 4.75, 10.125, 4.875)]
+    rng = np.random.default_rng(9)
+    values = np.round(rng.gamma(0.6, 600.0, grid.shape)).astype(np.float32)
+    values[rng.random(grid.shape) < 0.1] = np.nan
+    ref = _exactextract(values, boxes, ["sum", "mean", "median", "count"], grid)
+    for w, (_, row) in zip(coverage_weights(boxes, grid), ref.iterrows(), strict=True):
+        assert (w.coverage == 1.0).all()
+        m = zonal_metrics(values, w, threshold=1.0)
+        assert m["sum_radiance"] == row["sum"] and m["mean_radiance"] == row["mean"]
+        assert np.float32(m["median_radiance"]) == row["median"]  # (exactextract's median is a float32)
+
+
+def test_lit_and_area_metrics_by_hand(kernel):
     grid = Grid(west=0.0, north=1.0, res=0.5, width=2, height=2)
     values = np.array([[1.0, 5.0], [np.nan, 10.0]], dtype=np.float32)
     nights = np.array([[3.0, 4.0], [0.0, 5.0]], dtype=np.float32)
@@ -86,7 +118,7 @@ def test_lit_and_area_metrics_by_hand():
     assert m["mean_valid_nights"] == pytest.approx((0.5 * 3 + 4 + 0.5 * 0 + 5) / 3.0)
 
 
-def test_an_area_without_valid_cells_has_no_radiance_but_an_area():
+def test_an_area_without_valid_cells_has_no_radiance_but_an_area(kernel):
     w = coverage_weights([box(10.1, 4.0, 10.3, 4.2)], GRID)[0]
     m = zonal_metrics(np.full(GRID.shape, np.nan, np.float32), w, threshold=0.5)
     assert m["sum_radiance"] is None and m["median_radiance"] is None and m["lit_fraction"] is None
@@ -106,10 +138,18 @@ def _ties_of_every_kind(values, weights):
 KINDS = ["float32", "few ties", "many ties", "halves", "signed zeros", "inf and -nan", "float64", "uint16"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
-    shapes = [*SHAPES, box(10.1, 4.0, 10.3, 4.2), box(10.0001, 4.9999, 10.0002, 4.9998)]
-    weights = coverage_weights(shapes, GRID)
+# areas of one cell (insertion sort), 100 cells (radix sort, one block of sums), 38,000 cells (deep
+# pairwise sums), beside the irregular ones
+KERNEL_SHAPES = [
+    *SHAPES,
+    box(10.1, 4.0, 10.3, 4.2),
+    box(10.0001, 4.9999, 10.0002, 4.9998),
+    box(11.9, 3.0, 12.0, 3.1),
+    box(10.5, 3.0, 12.5, 4.9),
+]
+
+
+def _values_of_kind(kind, weights):
     values = _raster(5)
     if kind == "few ties":
         _ties_of_every_kind(values, weights)
@@ -128,9 +168,20 @@ def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
         values = values.astype(np.float64) * np.pi
     elif kind == "uint16":
         values = np.nan_to_num(values).astype(np.uint16)
+    values[GRID.height - 140 :, :40] = np.nan if values.dtype.kind == "f" else values[0, 0]  # one area all NaN
+    return values
+
+
+def _nights():
     nights = np.random.default_rng(6).integers(0, 31, GRID.shape).astype(np.float32)
     nights[np.isnan(_raster(6))] = np.nan
-    values[GRID.height - 140 :, :40] = np.nan if values.dtype.kind == "f" else values[0, 0]  # one area all NaN
+    return nights
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind, kernel):
+    weights = coverage_weights(KERNEL_SHAPES, GRID)
+    values, nights = _values_of_kind(kind, weights), _nights()
     got = zonal_metrics_many(values, stack_weights(weights), threshold=1.0, nights=nights)
     for w, m in zip(weights, got, strict=True):
         v = values.reshape(-1)[w.cells].astype(np.float64)
@@ -150,13 +201,53 @@ def test_the_batched_path_is_bit_for_bit_the_per_area_arithmetic(kind):
         assert m == zonal_metrics(values, w, threshold=1.0, nights=nights)
 
 
-def test_the_median_equals_exactextract_with_ties_between_partly_and_fully_covered_cells():
+def test_the_median_equals_exactextract_with_ties_between_partly_and_fully_covered_cells(kernel):
     weights = coverage_weights(SHAPES, GRID)
     for values in (_raster(7), (np.round(_raster(8) * 10) / 10).astype(np.float32)):
         _ties_of_every_kind(values, weights)
-        ref = _exactextract(values, SHAPES, ["median"])
+        ref = _exactextract(values, SHAPES, ["sum", "mean", "median"])
         for w, (_, row) in zip(weights, ref.iterrows(), strict=True):
-            assert zonal_metrics(values, w, threshold=1.0)["median_radiance"] == pytest.approx(row["median"], rel=1e-6)
+            _assert_like_exactextract(zonal_metrics(values, w, threshold=1.0), row)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "float16", "int32 beyond float32"])
+@pytest.mark.parametrize("threshold", [1.0, -np.inf])
+def test_the_numba_kernel_gives_the_numpy_paths_numbers(kind, threshold):
+    weights = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    if kind == "float16":  # not compiled: the numba choice falls back to numpy
+        values = _raster(5).astype(np.float16)
+    elif kind == "int32 beyond float32":  # float32 cannot hold them: the float64 sort
+        values = (np.nan_to_num(_raster(5)) * 1e6).astype(np.int32) + 2**24
+    else:
+        values = _values_of_kind(kind, coverage_weights(KERNEL_SHAPES, GRID))
+    compiled = zonal._compiled_kernel("numba", values.reshape(-1), None)
+    assert (compiled is None) == (kind == "float16")  # numba is installed: every other dtype is compiled
+    for nights in (_nights(), None, _nights().astype(np.float64)):
+        fast = zonal_metrics_many(values, weights, threshold=threshold, nights=nights, kernel="numba")
+        slow = zonal_metrics_many(values, weights, threshold=threshold, nights=nights, kernel="numpy")
+        assert fast == slow  # every number bit for bit (-0.0 == 0.0: only a zero median's sign may differ)
+        if kind in KINDS and values.dtype.kind == "f":  # the area of 10.1-10.3 °E is all NaN
+            assert fast[3]["sum_radiance"] is None and fast[3]["median_radiance"] is None
+
+
+def test_the_kernel_is_chosen_by_name_or_environment_and_numpy_is_the_fallback(monkeypatch):
+    weights = coverage_weights(SHAPES, GRID)
+    values = _raster(3)
+    expected = zonal_metrics_many(values, weights, threshold=1.0, kernel="numpy")
+    monkeypatch.setenv("EARTHKEEP_ZONAL_KERNEL", "cuda")
+    with pytest.raises(ValueError, match="auto, numba, numpy"):
+        zonal_metrics_many(values, weights, threshold=1.0)
+    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == expected  # the argument wins
+    zonal._load_numba_kernel.cache_clear()
+    monkeypatch.setitem(sys.modules, "earthkeep.raster._zonal_numba", None)  # as if numba were not installed
+    try:
+        for name in ("auto", "numpy", " Auto "):
+            monkeypatch.setenv("EARTHKEEP_ZONAL_KERNEL", name)
+            assert zonal_metrics_many(values, weights, threshold=1.0) == expected
+        with pytest.raises(RuntimeError, match="numba cannot be loaded"):
+            zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
+    finally:
+        zonal._load_numba_kernel.cache_clear()
 
 
 def test_weights_of_different_grids_cannot_be_stacked():
