@@ -59,7 +59,7 @@ def test_async_retries_with_the_backoff_sleep():
     async def sleep(s: float) -> None:
         waits.append(s)
 
-    fn, calls = flaky([SourceUnavailable("x")])
+    fn, _ = flaky([SourceUnavailable("x")])
 
     async def call():
         return fn()

@@ -22,8 +22,8 @@ def fetch(
 ) -> None:
     """Download URL (segments, retries, checksum) into the store and catalogue it."""
     from earthkeep.errors import EarthkeepError
-    from earthkeep.runtime import Services
     from earthkeep.jobs.fetch import fetch_url
+    from earthkeep.runtime import Services
     from earthkeep.transfer.urls import check_url
 
     services = Services.open(settings())
