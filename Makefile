@@ -39,8 +39,8 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check src tests bench
 
-bench: install-test   # all benchmarks, about 15 minutes; each script also runs alone
-	for b in jobs transfer gfs ingest query mirror ckan allocate zonal; do $(BIN)/python bench/$$b.py || exit 1; done
+bench: install-test   # the main benchmarks, about 20 minutes; each script also runs alone (soak, stac, dashboard, nightlights: see docs/benchmarks.md)
+	for b in jobs transfer gfs ingest query mirror ckan allocate zonal cluster; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -27,10 +27,8 @@ import hashlib
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,12 +39,12 @@ from typing import Any
 
 import httpx
 import pytest
+from _procs import EARTHKEEP, Process
 
 from earthkeep.testbed.emulators import Options, start
 from earthkeep.testbed.runner import serve_app
 from earthkeep.testbed.servers import free_port
 
-EARTHKEEP = [sys.executable, "-m", "earthkeep.cli.main"]
 TRIALS = int(os.environ.get("EARTHKEEP_CRASH_TRIALS", "2"))
 SEED = int(os.environ.get("EARTHKEEP_CRASH_SEED", "19"))
 AREA = {"type": "Feature", "properties": {"name": "Nairobi"},  # inside the LAADS emulator's tile h21v09
@@ -80,33 +78,6 @@ def _base_env(root: Path, port: int, emulated: dict[str, str]) -> dict[str, str]
         "GINA_BACKFILL_DAYS": "1", "EARTHKEEP_RESCUE_LEASE_SECONDS": "5", "EARTHKEEP_RESCUE_REPLICATION": "1",
     })
     return env
-
-
-class Process:
-    """A real earthkeep process in its own session (so SIGKILL of the group takes its children too)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.logf = log.open("ab")
-        self.proc = subprocess.Popen([*EARTHKEEP, *args], env=env, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def kill9(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.logf.close()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            return -9
-        finally:
-            self.logf.close()
 
 
 @dataclass
