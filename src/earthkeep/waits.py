@@ -10,6 +10,7 @@ and whoever awaits the cancelled task hangs. :func:`wait_event` waits with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -26,6 +27,30 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     finally:
         waiter.cancel()
     return event.is_set()
+
+
+class Stopped(Exception):
+    """:func:`unless_stopped` gave up on its awaitable because the stop event was set."""
+
+
+async def unless_stopped(aw: Coroutine[Any, Any, T], stop: asyncio.Event) -> T:
+    """Await ``aw`` unless ``stop`` is set first: then cancel it and raise :class:`Stopped`.
+
+    For steps that can wait for ever on a server that is down (a NATS connect that
+    retries without end), so that shutting down does not wait for them.
+    """
+    task = asyncio.ensure_future(aw)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise Stopped("stopped while waiting")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

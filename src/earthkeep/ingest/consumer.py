@@ -31,7 +31,7 @@ from earthkeep.ingest.models import Obs, Rejection
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stats import ConsumerStats
 from earthkeep.ingest.writer import ObservationWriter
-from earthkeep.waits import wait_event
+from earthkeep.waits import Stopped, unless_stopped, wait_event
 
 log = structlog.get_logger(__name__)
 _KEY = itemgetter(0, 1)  # (station_id, ts): what makes an observation unique
@@ -193,7 +193,10 @@ async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.
     """Run ``count`` consumers on one NATS connection until ``stop``; their final stats."""
     from earthkeep.ingest.jetstream import connect, ensure_stream
 
-    nc = await connect(settings.nats_url, name="earthkeep-consumer")
+    try:  # NATS down: the connect retries without end; a stop must not wait for it
+        nc = await unless_stopped(connect(settings.nats_url, name="earthkeep-consumer"), stop)
+    except Stopped:
+        return []
     try:
         await ensure_stream(nc, settings)
         consumers = []
