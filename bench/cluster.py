@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
+from ingest import cpu_of  # bench/ingest.py: CPU of a process and its children
 from sqlalchemy import insert, text
 
 from earthkeep.catalog.db import create_db_engine
@@ -44,23 +44,6 @@ from earthkeep.testbed.servers import NatsServer, PostgresServer, SeaweedS3Serve
 EARTHKEEP = [sys.executable, "-m", "earthkeep.cli.main"]
 FILE_SIZE = 64 * 1024
 STATIONS = [f"B-{i:03d}" for i in range(100)]
-
-
-def cpu_of(pid: int | None) -> float:
-    """CPU seconds so far of ``pid``, its live children and the children it reaped."""
-    if pid is None:
-        return 0.0
-    try:
-        proc = psutil.Process(pid)
-        t = proc.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                c = child.cpu_times()
-                total += c.user + c.system
-        return total
-    except psutil.Error:
-        return 0.0
 
 
 class CpuMeter:

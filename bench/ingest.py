@@ -296,7 +296,7 @@ CONSUMERS = 3
 FETCH_BATCH = 3000
 
 
-def _cpu_of(pid: int | None, *, children: bool = True) -> float:
+def cpu_of(pid: int | None, *, children: bool = True) -> float:
     """CPU seconds (user + system) used so far by ``pid``, its live children and the children it reaped."""
     import psutil
 
@@ -325,7 +325,7 @@ class CpuMeter:
         self.start = {role: self._cpu(role) for role in pids}
 
     def _cpu(self, role: str) -> float:  # the bench process itself only: its children have their own roles
-        return _cpu_of(self.pids[role], children=role != "clients")
+        return cpu_of(self.pids[role], children=role != "clients")
 
     def used(self) -> dict[str, float]:
         return {role: self._cpu(role) - self.start[role] for role in self.pids}
