@@ -107,9 +107,9 @@ async def run_earthkeep(
     base: str, work: Path, at_once: int, connections: int
 ) -> tuple[float, int, dict[str, float], Subscriber]:
     from earthkeep.config import load_settings
-    from earthkeep.granules.collector import Collector
     from earthkeep.granules.config import GranuleConfig
     from earthkeep.granules.mirror import mirror
+    from earthkeep.granules.service import Collector
     from earthkeep.granules.settings import ViirsSettings
     from earthkeep.runtime import Services
     from earthkeep.store.obstore import ObstoreStore

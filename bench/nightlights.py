@@ -14,7 +14,7 @@ country cut into ``--grid`` regions, the month's composite and per-region
 sum and mean:
 
 * earthkeep: the product's job path. One request per region
-  (``nightlights.jobs.submit``), run by one worker with the product's default
+  (``nightlights.requests.submit``), run by one worker with the product's default
   concurrency (4 jobs) until all are done: ``laads_download`` (day listings, the
   tiles through the transfer engine, shared between regions, catalogued), then
   ``etl_processing`` (masked nights -> median composite on the 15" grid, stored
@@ -112,7 +112,7 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
     from earthkeep.config import load_settings
     from earthkeep.jobs.worker import Worker
     from earthkeep.nightlights import areas as area_store
-    from earthkeep.nightlights import handlers, jobs
+    from earthkeep.nightlights import handlers, requests
     from earthkeep.nightlights.geometry import parse_area
     from earthkeep.nightlights.results import timeseries
     from earthkeep.nightlights.settings import NightlightsSettings
@@ -122,7 +122,7 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
     settings = load_settings(catalog={"database_url": f"sqlite:///{work}/catalog.db"},
                              transfer={"work_dir": str(work / "partial"), "allow_private": True})
     svc = Services.open(settings, store=ObstoreStore.local(work / "store"))
-    if jobs.LAADS not in svc.registry:
+    if requests.LAADS not in svc.registry:
         handlers.register(svc)
     svc.extras["nightlights.settings"] = NightlightsSettings(earthdata_token=TOKEN, laads_url=base,
                                                                  mask_cloudy=mask_cloudy)
@@ -134,11 +134,11 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
                     lease_s=120.0)
     stop = asyncio.Event()
     started = time.perf_counter()
-    requests = [jobs.submit(svc, i, month, month).id for i in ids.values()]
+    request_ids = [requests.submit(svc, i, month, month).id for i in ids.values()]
     task = asyncio.create_task(worker.run(stop))
     try:
         while True:
-            statuses = [jobs.request_status(svc, r) for r in requests]
+            statuses = [requests.request_status(svc, r) for r in request_ids]
             if all(st["status"] in ("completed", "failed", "cancelled") for st in statuses):
                 break
             await asyncio.sleep(0.05)

@@ -94,8 +94,8 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
 async def _run_granules(services: Services, stop: asyncio.Event) -> None:
     """The granule collector: posttroll/NATS publisher, gatherer, task intake, watcher, e-mails."""
     from earthkeep.events.nats import NatsSink
-    from earthkeep.granules.collector import Collector
     from earthkeep.granules.config import GranuleConfig
+    from earthkeep.granules.service import Collector
 
     cfg = GranuleConfig.of(services.settings)
     nats = await NatsSink(cfg.viirs.nats_url, cfg.viirs.nats_subject).connect() if cfg.viirs.nats_url else None

@@ -8,7 +8,7 @@ from typing import Any
 
 from earthkeep.config import load_settings
 from earthkeep.jobs.worker import Worker
-from earthkeep.nightlights import areas, handlers, jobs
+from earthkeep.nightlights import areas, handlers, requests
 from earthkeep.nightlights.geometry import parse_area
 from earthkeep.nightlights.settings import NightlightsSettings
 from earthkeep.runtime import Services
@@ -23,7 +23,7 @@ def open_services(db_url: str, tmp_path: Path, store: Store, **nightlights: Any)
     settings = load_settings(catalog={"database_url": db_url}, transfer={"work_dir": str(tmp_path / "partial")},
                              worker={"backoff_base_s": 0.05})
     svc = Services.open(settings, store=store)
-    if jobs.LAADS not in svc.registry:  # until the domain is wired into earthkeep.domains
+    if requests.LAADS not in svc.registry:  # until the domain is wired into earthkeep.domains
         handlers.register(svc)
     svc.extras["nightlights.settings"] = NightlightsSettings(**{"earthdata_token": TOKEN, **nightlights})
     return svc
@@ -46,7 +46,7 @@ async def run_workers(svc: Services, request_ids: list[int], *, workers: int = 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            statuses = [await asyncio.to_thread(jobs.request_status, svc, r) for r in request_ids]
+            statuses = [await asyncio.to_thread(requests.request_status, svc, r) for r in request_ids]
             if all(st["status"] in ("completed", "failed", "cancelled") for st in statuses):
                 return statuses
             if loop.time() > deadline:

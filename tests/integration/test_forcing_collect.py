@@ -114,7 +114,7 @@ def test_second_run_downloads_nothing_and_gaps_are_reported(db_url: str, tmp_pat
 def test_startup_hook_enqueues_one_collection_that_a_worker_runs(tmp_path: Path, monkeypatch) -> None:
     from datetime import UTC, datetime
 
-    from earthkeep.forcing.jobs import on_startup
+    from earthkeep.forcing.domain import on_startup
     from earthkeep.jobs.worker import Worker
     from earthkeep.sources.gfs import floor_cycle
 

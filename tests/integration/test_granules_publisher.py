@@ -8,9 +8,9 @@ import json
 from granules_support import README_TOPIC, config, emulator, open_services, readme_subscriber
 from posttroll.message import Message
 
-from earthkeep.granules.collector import Collector
 from earthkeep.granules.messages import FILE_KEYS
 from earthkeep.granules.mirror import mirror
+from earthkeep.granules.service import Collector
 from earthkeep.testbed.runner import serve_app
 
 STATUS_TOPIC = "pytroll://AVO/viirs/tasks/status"

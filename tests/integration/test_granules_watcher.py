@@ -9,7 +9,7 @@ from granules_support import config, emulator, open_services, readme_subscriber
 from sqlalchemy import select
 
 from earthkeep.catalog.tables import Item
-from earthkeep.granules.collector import Collector
+from earthkeep.granules.service import Collector
 from earthkeep.sources.gina import COLLECTION
 
 

@@ -12,7 +12,7 @@ from earthkeep.api.routers.nightlights import router
 from earthkeep.apikeys import create_key
 from earthkeep.catalog.tables import Job
 from earthkeep.jobs.worker import Worker
-from earthkeep.nightlights import jobs
+from earthkeep.nightlights import requests
 from earthkeep.nightlights.processing import process_request
 from earthkeep.nightlights.tables import Result
 from earthkeep.store.obstore import ObstoreStore
@@ -83,15 +83,15 @@ async def test_two_workers_racing_give_one_result_per_area_and_month(db_url, tmp
     two = open_services(db_url, tmp_path, ObstoreStore.local(tmp_path / "store"), laads_url=laads.base_url)
     try:
         a, b = add_area(one, NAIROBI, "a"), add_area(one, MOMBASA, "b")
-        reqs = [jobs.submit(one, a, "2023-01", "2023-02"), jobs.submit(two, b, "2023-01", "2023-02"),
-                jobs.submit(two, a, "2023-02", "2023-03")]
+        reqs = [requests.submit(one, a, "2023-01", "2023-02"), requests.submit(two, b, "2023-01", "2023-02"),
+                requests.submit(two, a, "2023-02", "2023-03")]
         statuses = await run_workers(one, [r.id for r in reqs], services=[one, two, one, two])
         assert [s["status"] for s in statuses] == ["completed"] * 3, statuses
         with one.sessions() as s:
             rows = s.execute(select(Result.area_id, Result.month, func.count()).group_by(
                 Result.area_id, Result.month).order_by(Result.area_id, Result.month)).all()
-            etl = s.scalar(select(func.count()).select_from(Job).where(Job.kind == jobs.ETL))
-            acq = s.scalars(select(Job).where(Job.kind == jobs.LAADS)).all()
+            etl = s.scalar(select(func.count()).select_from(Job).where(Job.kind == requests.ETL))
+            acq = s.scalars(select(Job).where(Job.kind == requests.LAADS)).all()
         assert [tuple(r) for r in rows] == [(a, "2023-01", 1), (a, "2023-02", 1), (a, "2023-03", 1),
                                             (b, "2023-01", 1), (b, "2023-02", 1)]
         assert etl == 3 and all(j.status == "completed" for j in acq)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from earthkeep.catalog.items import get_item
 from earthkeep.catalog.tables import Item
 from earthkeep.errors import InvalidInput
-from earthkeep.nightlights import jobs
+from earthkeep.nightlights import requests
 from earthkeep.nightlights.results import timeseries
 from earthkeep.nightlights.tables import Result
 from earthkeep.nightlights.uploads import submit_upload
@@ -65,7 +65,7 @@ def _expected_metrics(coords, month, res):
 
 async def test_laads_months_become_metrics_equal_to_exactextract_on_the_truth(svc, laads):
     area = add_area(svc, NAIROBI, "Nairobi")
-    req = jobs.submit(svc, area, "2023-01", "2023-03", trace_id="trace-nl-1")
+    req = requests.submit(svc, area, "2023-01", "2023-03", trace_id="trace-nl-1")
     assert len(req.acquisition_job_ids) == 3
     [status] = await run_workers(svc, [req.id])
     assert status["status"] == "completed", status
@@ -94,15 +94,15 @@ async def test_laads_months_become_metrics_equal_to_exactextract_on_the_truth(sv
 async def test_two_areas_share_downloaded_tiles_and_a_second_request_reuses_them(svc, laads):
     a = add_area(svc, NAIROBI, "Nairobi")
     b = add_area(svc, MOMBASA, "Mombasa")
-    r1 = jobs.submit(svc, a, "2023-02", "2023-02")
-    r2 = jobs.submit(svc, b, "2023-02", "2023-02")
+    r1 = requests.submit(svc, a, "2023-02", "2023-02")
+    r2 = requests.submit(svc, b, "2023-02", "2023-02")
     statuses = await run_workers(svc, [r1.id, r2.id], workers=2)
     assert [s["status"] for s in statuses] == ["completed", "completed"]
     h21 = [p for p in laads.downloads() if ".h21v09." in p]
     h22 = [p for p in laads.downloads() if ".h22v09." in p]
     assert len(h21) == len(set(h21)) == 28 and len(h22) == 28  # h21v09 once for both areas
     assert not [p for p in laads.downloads() if ".h05v05." in p]  # the decoy tile is never fetched
-    r3 = jobs.submit(svc, a, "2023-02", "2023-02")
+    r3 = requests.submit(svc, a, "2023-02", "2023-02")
     [st] = await run_workers(svc, [r3.id])
     assert st["status"] == "completed" and st["months"][0]["acquisition"]["result"]["downloaded"] == 0
     assert len(laads.downloads()) == 56
@@ -112,7 +112,7 @@ async def test_tiles_stored_by_a_worker_killed_before_cataloguing_them_are_catal
     """Found by tests/e2e/test_cluster.py: a job that finds a tile stored skipped it, so when the worker that stored
     it was SIGKILLed before cataloguing the month, the tile's item was never written (86 of 91 items)."""
     area = add_area(svc, NAIROBI, "Nairobi")
-    [st] = await run_workers(svc, [jobs.submit(svc, area, "2023-02", "2023-02").id])
+    [st] = await run_workers(svc, [requests.submit(svc, area, "2023-02", "2023-02").id])
     assert st["status"] == "completed"
     with svc.sessions.begin() as s:
         items = s.scalars(select(Item).where(Item.collection == "VNP46A2")).all()
@@ -120,7 +120,7 @@ async def test_tiles_stored_by_a_worker_killed_before_cataloguing_them_are_catal
         for item in items[::3]:  # what the dead worker stored but never catalogued
             s.delete(item)
     assert len(expected) == 28
-    [st] = await run_workers(svc, [jobs.submit(svc, area, "2023-02", "2023-02").id])
+    [st] = await run_workers(svc, [requests.submit(svc, area, "2023-02", "2023-02").id])
     assert st["status"] == "completed" and st["months"][0]["acquisition"]["result"]["downloaded"] == 0
     with svc.sessions() as s:
         items = s.scalars(select(Item).where(Item.collection == "VNP46A2")).all()
@@ -130,7 +130,7 @@ async def test_missing_token_fails_the_job_naming_the_variable(db_url, tmp_path,
     svc = open_services(db_url, tmp_path, ObstoreStore.local(tmp_path / "store"), laads_url=laads.base_url,
                         earthdata_token=None)
     try:
-        req = jobs.submit(svc, add_area(svc), "2023-01", "2023-01")
+        req = requests.submit(svc, add_area(svc), "2023-01", "2023-01")
         [st] = await run_workers(svc, [req.id])
         assert st["status"] == "failed"
         acq = st["months"][0]["acquisition"]
@@ -147,7 +147,7 @@ async def test_a_corrupt_tile_fails_processing_with_the_reason_and_stores_no_met
     bad = blackmarble.granule_name(date(2023, 1, 10), 21, 9, production="2024060101010")
     laads.corrupt = {bad}
     area = add_area(svc)
-    req = jobs.submit(svc, area, "2023-01", "2023-01")
+    req = requests.submit(svc, area, "2023-01", "2023-01")
     [st] = await run_workers(svc, [req.id])
     assert st["status"] == "failed" and st["months"][0]["acquisition"]["status"] == "completed"
     error = st["etl_processing"]["error"]
@@ -162,11 +162,11 @@ async def test_a_corrupt_tile_fails_processing_with_the_reason_and_stores_no_met
 def test_reversed_future_and_unknown_requests_are_refused(svc):
     area = add_area(svc)
     with pytest.raises(InvalidInput, match=r"reversed"):
-        jobs.submit(svc, area, "2023-05", "2023-01")
+        requests.submit(svc, area, "2023-05", "2023-01")
     with pytest.raises(InvalidInput, match=r"has not ended yet"):
-        jobs.submit(svc, area, "2023-01", "2999-01")
+        requests.submit(svc, area, "2023-01", "2999-01")
     with pytest.raises(InvalidInput, match=r"unknown source 'ftp'"):
-        jobs.submit(svc, area, "2023-01", "2023-01", source="ftp")
+        requests.submit(svc, area, "2023-01", "2023-01", source="ftp")
     assert svc.queue.counts()["pending"] == 0
 
 
@@ -186,7 +186,7 @@ async def test_earth_engine_exports_are_processed(db_url, tmp_path, earth_engine
                         ee_key_file=str(tmp_path / "key.json"))
     try:
         area = add_area(svc, NAIROBI)
-        req = jobs.submit(svc, area, "2023-01", "2023-02", source="earth_engine")
+        req = requests.submit(svc, area, "2023-01", "2023-02", source="earth_engine")
         [st] = await run_workers(svc, [req.id])
         assert st["status"] == "completed", st
         call = earth_engine.calls[0]
@@ -206,13 +206,13 @@ async def test_earth_engine_without_credentials_or_with_a_corrupt_export_fails(d
     svc = open_services(db_url, tmp_path, ObstoreStore.local(tmp_path / "store"), ee_service_account="svc@x")
     try:
         area = add_area(svc)
-        req = jobs.submit(svc, area, "2023-01", "2023-01", source="earth_engine_export")
+        req = requests.submit(svc, area, "2023-01", "2023-01", source="earth_engine_export")
         [st] = await run_workers(svc, [req.id])
         assert "EARTHENGINE_KEY_FILE is not set" in st["months"][0]["acquisition"]["error"]
         assert earth_engine.calls == []
         svc.extras["nightlights.settings"].ee_key_file = str(tmp_path / "key.json")
         earth_engine.corrupt = True
-        req = jobs.submit(svc, area, "2023-01", "2023-01", source="earth_engine_export")
+        req = requests.submit(svc, area, "2023-01", "2023-01", source="earth_engine_export")
         [st] = await run_workers(svc, [req.id])
         assert st["status"] == "failed"
         assert "earth_engine.tif is not a readable GeoTIFF" in st["etl_processing"]["error"]

@@ -28,7 +28,7 @@ def add(
     """Check a GeoJSON file and record it as one area (or one per feature)."""
     from earthkeep.nightlights import areas
     from earthkeep.nightlights.geometry import parse_area, parse_features
-    from earthkeep.nightlights.jobs import nl_settings
+    from earthkeep.nightlights.requests import nl_settings
 
     try:
         data = path.read_bytes()

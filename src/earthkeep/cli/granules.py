@@ -100,8 +100,8 @@ def run(
 ) -> None:
     """Run the collector: publisher (ZMQ + NATS), gatherer, task intake, watcher, periodic mirror."""
     from earthkeep.events.nats import NatsSink
-    from earthkeep.granules.collector import Collector
     from earthkeep.granules.domain import run_collector
+    from earthkeep.granules.service import Collector
 
     svc, cfg = _services(), _config()
 
@@ -162,13 +162,13 @@ def list_tasks(
     as_json: AsJson = False,
 ) -> None:
     """Tasks in queue order."""
-    from earthkeep.granules import broker
+    from earthkeep.granules import tasks
 
     svc = _services(write=False)
     try:
         with svc.sessions() as s:
-            rows = broker.list_tasks(s, status=status, product=product, direction=direction, limit=limit)
-            counts = broker.status_counts(s)
+            rows = tasks.list_tasks(s, status=status, product=product, direction=direction, limit=limit)
+            counts = tasks.status_counts(s)
             rows_out = [row(t) for t in rows] if as_json else []
     finally:
         svc.close()

@@ -44,13 +44,13 @@ def submit(
     wait: Annotated[bool, typer.Option(help="follow progress until the request ends")] = False,
 ) -> None:
     """Queue months START..END (YYYY-MM) of an area; a running worker (earthkeep serve) does the work."""
-    from earthkeep.nightlights import jobs
+    from earthkeep.nightlights import requests
 
     services = _services()
-    req = jobs.submit(services, area_id, start, end, source=source)
+    req = requests.submit(services, area_id, start, end, source=source)
     if wait:
         _follow(services, req.id)
-    st = jobs.request_status(services, req.id)
+    st = requests.request_status(services, req.id)
     _print_status(st)
     if wait and st["status"] != "completed":
         raise fail(f"request {req.id} {st['status']}: {_first_error(st) or 'see the table above'}")
@@ -65,15 +65,15 @@ def _first_error(st: dict[str, Any]) -> str | None:
 
 
 def _follow(services: Any, request_id: int) -> None:
-    from earthkeep.nightlights import jobs
+    from earthkeep.nightlights import requests
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   console=err_console) as progress:
-        st = jobs.request_status(services, request_id)
+        st = requests.request_status(services, request_id)
         task = progress.add_task(f"request {request_id}", total=len(st["months"]) + 1)
         while st["status"] not in ("completed", "failed", "cancelled"):
             time.sleep(1.0)
-            st = jobs.request_status(services, request_id)
+            st = requests.request_status(services, request_id)
             done = sum(1 for m in st["months"] if m["input"]) + (st["status"] != "running")
             progress.update(task, completed=done)
 
@@ -82,9 +82,9 @@ def _follow(services: Any, request_id: int) -> None:
 @friendly
 def status(request_id: int, as_json: AsJson = False) -> None:
     """Status of a request and its jobs."""
-    from earthkeep.nightlights import jobs
+    from earthkeep.nightlights import requests
 
-    st = jobs.request_status(_services(write=False), request_id)
+    st = requests.request_status(_services(write=False), request_id)
     if as_json:
         emit_json(st)
         return
@@ -132,7 +132,7 @@ def _pct(v: float | None) -> float | None:
 @friendly
 def upload(area_id: int, month: str, path: Path) -> None:
     """Use your own GeoTIFF (radiance in nW/cm²/sr) as the input of an area and month."""
-    from earthkeep.nightlights import jobs
+    from earthkeep.nightlights import requests
     from earthkeep.nightlights.uploads import submit_upload
 
     try:
@@ -141,4 +141,4 @@ def upload(area_id: int, month: str, path: Path) -> None:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     services = _services()
     req = asyncio.run(submit_upload(services, area_id, month, data))
-    _print_status(jobs.request_status(services, req.id))
+    _print_status(requests.request_status(services, req.id))

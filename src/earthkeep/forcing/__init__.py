@@ -6,7 +6,7 @@ leases), ``records`` (catalog + seed tables in step), ``claims`` (file leases),
 ``wind`` (GFS file pipeline), ``currents`` (Copernicus Marine runs), ``history``
 (the 3-hourly analysis series and its gaps), ``collect`` (one collection of
 both sources), ``retention`` (plan + apply by valid time), ``export`` (CF
-NetCDF for OpenDrift), ``jobs`` (job kinds, schedules, start-up hook).
+NetCDF for OpenDrift), ``domain`` (job kinds, schedules, start-up hook).
 
 ``open_dataset(kind, start, end, bbox)`` returns the forcing as an
 :class:`xarray.Dataset`.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from earthkeep.forcing.jobs import on_startup, register, schedules
+from earthkeep.forcing.domain import on_startup, register, schedules
 
 if TYPE_CHECKING:
     import xarray as xr

@@ -2,7 +2,7 @@
 
 Job kinds (run by any worker): ``granules.mirror`` (a run that finds its selection
 locked by another returns ``skipped``), ``granules.elements`` (refresh the TLE
-file) and ``granules.retention``. The :class:`~earthkeep.granules.collector.Collector`
+file) and ``granules.retention``. The :class:`~earthkeep.granules.service.Collector`
 (publisher, gatherer, broker intake) runs where ``earthkeep granules run`` runs.
 """
 
@@ -20,7 +20,7 @@ from earthkeep.scheduler import Schedule
 
 if TYPE_CHECKING:
     from earthkeep.config import Settings
-    from earthkeep.granules.collector import Collector
+    from earthkeep.granules.service import Collector
     from earthkeep.jobs.handlers import JobContext
     from earthkeep.runtime import Services
 

@@ -33,9 +33,9 @@ from earthkeep.errors import Conflict, EarthkeepError, InvalidInput, NotFound
 from earthkeep.jobs.handlers import JobContext
 from earthkeep.jobs.worker import PERMANENT
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.jobs import EARTH_ENGINE, ETL, LAADS, SWEEP, nl_settings, record_input, sweep
 from earthkeep.nightlights.months import days_of, month_bounds, parse_month
 from earthkeep.nightlights.processing import process_request
+from earthkeep.nightlights.requests import EARTH_ENGINE, ETL, LAADS, SWEEP, nl_settings, record_input, sweep
 from earthkeep.nightlights.tables import Area
 from earthkeep.raster.grid import BLACK_MARBLE_RES, snap
 from earthkeep.scheduler import Schedule

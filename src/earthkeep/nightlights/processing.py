@@ -33,8 +33,8 @@ from earthkeep.catalog.tables import Job
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.events.base import Event
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.jobs import LAADS, get_request, lock_area, locked, nl_settings
 from earthkeep.nightlights.months import month_bounds, months_between
+from earthkeep.nightlights.requests import LAADS, get_request, lock_area, locked, nl_settings
 from earthkeep.nightlights.results import upsert_result
 from earthkeep.nightlights.tables import Area, Input
 from earthkeep.raster.blackmarble import Masking, common_resolution, monthly_composite, open_granules

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from earthkeep.catalog.db import translate_errors
 from earthkeep.errors import NotFound
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.jobs import nl_settings
 from earthkeep.nightlights.months import parse_month
+from earthkeep.nightlights.requests import nl_settings
 from earthkeep.nightlights.results import get_result
 from earthkeep.nightlights.tables import Area
 from earthkeep.raster.grid import BLACK_MARBLE_RES, snap

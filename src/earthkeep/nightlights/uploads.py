@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from earthkeep.catalog.db import translate_errors
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.jobs import UPLOAD, get_request, open_request, record_input
 from earthkeep.nightlights.months import month_range
+from earthkeep.nightlights.requests import UPLOAD, get_request, open_request, record_input
 from earthkeep.nightlights.tables import Area, Request
 from earthkeep.raster.geotiff import inspect_geotiff
 

@@ -11,7 +11,7 @@ import xarray as xr
 
 from earthkeep.config import ConfigError, ForcingSettings, load_settings
 from earthkeep.errors import InvalidInput, SourceUnavailable
-from earthkeep.forcing.jobs import schedules
+from earthkeep.forcing.domain import schedules
 from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings
 from earthkeep.sources import cmems
 from earthkeep.testbed.cmems import FakeCopernicus, InvalidUsernameOrPassword, TooManyRequests

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from earthkeep.config import load_settings
-from earthkeep.forcing.jobs import on_startup, register
+from earthkeep.forcing.domain import on_startup, register
 from earthkeep.forcing.settings import forcing_config
 from earthkeep.runtime import Services
 from earthkeep.store.obstore import ObstoreStore

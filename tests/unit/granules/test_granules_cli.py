@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from earthkeep.cli import common
 from earthkeep.cli.granules import app, tasks_app
 from earthkeep.config import load_settings
-from earthkeep.granules import broker
+from earthkeep.granules import tasks
 from earthkeep.granules.domain import register, schedules
 from earthkeep.jobs.handlers import HandlerRegistry
 from earthkeep.runtime import Services
@@ -20,7 +20,7 @@ def test_tasks_list_prints_the_queue(tmp_path, monkeypatch):
     common.set_config_file(None)
     svc = Services.open(load_settings())
     with svc.sessions.begin() as s:
-        broker.enqueue(s, product="btd", subject="/AVO/viirs/granule/btd", direction="ascending", orbit_slack=1,
+        tasks.enqueue(s, product="btd", subject="/AVO/viirs/granule/btd", direction="ascending", orbit_slack=1,
                        data={"platform_name": "NOAA-20", "orbit_number": 4242, "start_time": "2024-01-01T00:00:00",
                              "end_time": "2024-01-01T00:01:25", "dataset": [{"uid": "a"}]})
     svc.close()

@@ -136,7 +136,7 @@ def gaps(services: ServicesDep, _: ReadDep) -> list[GapOut]:
 @router.post("/collect", status_code=202, dependencies=[Depends(require("admin"))])
 def collect(services: ServicesDep) -> dict[str, object]:
     """Enqueue a collection now (joins one already pending or running)."""
-    from earthkeep.forcing.jobs import COLLECT
+    from earthkeep.forcing.domain import COLLECT
 
     enq = services.queue.enqueue(COLLECT, {"history": True, "reason": "api"}, dedupe_key="forcing:collect")
     return {"job_id": enq.job.id, "created": enq.created}

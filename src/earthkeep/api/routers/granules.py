@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep, require
 from earthkeep.api.params import IdPath
 from earthkeep.catalog.tables import ApiKey
-from earthkeep.granules import broker
+from earthkeep.granules import tasks as task_queue
 from earthkeep.granules.outbox import recent
 from earthkeep.granules.records import failures
 from earthkeep.granules.settings import ViirsSettings
@@ -73,33 +73,33 @@ def failed_files(session: SessionDep, _: ReadDep,
 def tasks(session: SessionDep, _: ReadDep, status: str | None = None, product: str | None = None,
           direction: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     """Tasks in queue order."""
-    rows = broker.list_tasks(session, status=status, product=product, direction=direction, limit=limit)
-    return [broker.task_dict(t) for t in rows]
+    rows = task_queue.list_tasks(session, status=status, product=product, direction=direction, limit=limit)
+    return [task_queue.task_dict(t) for t in rows]
 
 
 @router.get("/tasks/status")
 def tasks_status(session: SessionDep, _: ReadDep) -> dict[str, Any]:
-    return broker.status_counts(session)
+    return task_queue.status_counts(session)
 
 
 @router.post("/tasks/claim", responses={204: {"description": "no task is queued"}})
 def claim(body: ClaimIn, session: SessionDep, services: ServicesDep, key: NodeDep) -> Any:
     """Take the oldest queued task (of a product and direction when given); 204 when none."""
-    task = broker.claim(session, body.node or key.name, product=body.product, direction=body.direction,
+    task = task_queue.claim(session, body.node or key.name, product=body.product, direction=body.direction,
                         lease_s=_lease(services))
     if task is None:
         return Response(status_code=204)
-    return broker.task_dict(task)
+    return task_queue.task_dict(task)
 
 
 @router.post("/tasks/{task_id}/complete")
 def complete(task_id: IdPath, session: SessionDep, key: NodeDep, body: FinishIn | None = None) -> dict[str, Any]:
     node = (body.node if body and body.node else None) or key.name
-    return broker.task_dict(broker.complete(session, task_id, node))
+    return task_queue.task_dict(task_queue.complete(session, task_id, node))
 
 
 @router.post("/tasks/{task_id}/fail")
 def fail(task_id: IdPath, body: FinishIn, session: SessionDep, key: NodeDep) -> dict[str, Any]:
     """Record a failure; ``retry: true`` puts the task back at its place in the queue."""
-    return broker.task_dict(broker.fail(session, task_id, body.node or key.name, body.error or "failed",
+    return task_queue.task_dict(task_queue.fail(session, task_id, body.node or key.name, body.error or "failed",
                                         retry=body.retry))

@@ -25,7 +25,7 @@ from earthkeep.api.params import (
 )
 from earthkeep.catalog.db import translate_errors
 from earthkeep.nightlights import areas as area_ops
-from earthkeep.nightlights import jobs as nl_jobs
+from earthkeep.nightlights import requests as nl_jobs
 from earthkeep.nightlights import results as nl_results
 from earthkeep.nightlights.geometry import parse_area
 from earthkeep.nightlights.processing import purge_objects

@@ -12,10 +12,10 @@ from sqlalchemy import update
 from earthkeep.api.app import create_app
 from earthkeep.apikeys import create_key
 from earthkeep.catalog.tables import utcnow
-from earthkeep.granules import broker
-from earthkeep.granules.collector import Collector
+from earthkeep.granules import tasks
 from earthkeep.granules.mirror import mirror
 from earthkeep.granules.orbits import refresh_elements
+from earthkeep.granules.service import Collector
 from earthkeep.granules.tables import GranuleTask
 from earthkeep.testbed.runner import serve_app
 
@@ -30,14 +30,14 @@ def dataset(orbit: int, start: str, uids: list[str], platform: str = "Suomi-NPP"
 def enqueue(svc, orbit: int, direction: str, uids: list[str], start: str = "2024-05-01T12:00:00",
             platform: str = "Suomi-NPP") -> tuple[int, bool]:
     with svc.sessions.begin() as s:
-        t, created = broker.enqueue(s, product="btd", subject=SUBJECT, data=dataset(orbit, start, uids, platform),
+        t, created = tasks.enqueue(s, product="btd", subject=SUBJECT, data=dataset(orbit, start, uids, platform),
                                     direction=direction, orbit_slack=1)
         return t.id, created
 
 
 def claim(svc, node: str = "n1", **kw) -> GranuleTask | None:
     with svc.sessions.begin() as s:
-        return broker.claim(s, node, **kw)
+        return tasks.claim(s, node, **kw)
 
 
 async def test_duplicates_update_the_queued_task_and_keep_its_place(db_url, tmp_path):
@@ -50,9 +50,9 @@ async def test_duplicates_update_the_queued_task_and_keep_its_place(db_url, tmp_
         other, _ = enqueue(svc, 100, "ascending", ["n1"], platform="NOAA-20")
         assert created_a and not created_a2 and created_c and a2 == a
         with svc.sessions() as s:
-            tasks = broker.list_tasks(s, status="queued")
-        assert [t.id for t in tasks] == [a, b, c, other]
-        merged = tasks[0]
+            rows = tasks.list_tasks(s, status="queued")
+        assert [t.id for t in rows] == [a, b, c, other]
+        merged = rows[0]
         assert [d["uid"] for d in merged.data["dataset"]] == ["f2", "f1"]
         assert merged.data["start_time"] == "2024-05-01T11:58:00" and merged.updates == 1
         assert claim(svc).id == a and claim(svc).id == b
@@ -82,8 +82,8 @@ async def test_broker_restart_with_tasks_queued_loses_none(db_url, tmp_path):
     svc = open_services(db_url, tmp_path)
     try:
         with svc.sessions() as s:
-            assert [t.id for t in broker.list_tasks(s)] == ids
-            assert [t.status for t in broker.list_tasks(s)] == ["claimed"] + ["queued"] * 4
+            assert [t.id for t in tasks.list_tasks(s)] == ids
+            assert [t.status for t in tasks.list_tasks(s)] == ["claimed"] + ["queued"] * 4
         with svc.sessions.begin() as s:  # the crashed node's lease runs out
             s.execute(update(GranuleTask).where(GranuleTask.id == held.id)
                       .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
@@ -162,9 +162,9 @@ async def test_mirrored_granules_become_dataset_messages_and_directed_tasks(tmp_
         assert all(m.data["segments"] == ["GMTCO", "SVM15", "SVM16"] for m in datasets)
         assert any(m.type == "info" and m.subject == "/AVO/viirs/tasks/status" for m in msgs)
         with svc.sessions() as s:
-            tasks = broker.list_tasks(s)
-        assert tasks and {t.direction for t in tasks} <= {"ascending", "descending"}
-        assert sum(len(t.data["dataset"]) for t in tasks) == 9  # every file in exactly one task
-        assert sum(n for d in status["queued"].values() for n in d.values()) == len(tasks)
+            rows = tasks.list_tasks(s)
+        assert rows and {t.direction for t in rows} <= {"ascending", "descending"}
+        assert sum(len(t.data["dataset"]) for t in rows) == 9  # every file in exactly one task
+        assert sum(n for d in status["queued"].values() for n in d.values()) == len(rows)
     finally:
         svc.close()

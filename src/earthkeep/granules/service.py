@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from earthkeep.events.posttroll import PosttrollPublisher, PosttrollSink
-from earthkeep.granules import broker
+from earthkeep.granules import tasks
 from earthkeep.granules.gatherer import GATHERER_KEY, Dataset, Gatherer
 from earthkeep.granules.mail import MailAlerts
 from earthkeep.granules.mirror import MirrorHooks
@@ -161,7 +161,7 @@ class Collector:
         data = {**d.data, "direction": direction}
         with self.services.sessions.begin() as s:
             add_message(s, d.subject, "dataset", data)
-            task, created = broker.enqueue(s, product=d.product, subject=d.subject, data=data,
+            task, created = tasks.enqueue(s, product=d.product, subject=d.subject, data=data,
                                            direction=direction, orbit_slack=self.cfg.viirs.orbit_slack)
         log.info("granules.task_queued" if created else "granules.task_updated", task_id=task.id,
                  product=d.product, orbit=d.data["orbit_number"], direction=direction)
@@ -175,7 +175,7 @@ class Collector:
         """Publish the queue status message now; its data."""
         def counts() -> dict[str, Any]:
             with self.services.sessions() as s:
-                return broker.status_counts(s)
+                return tasks.status_counts(s)
 
         data = await asyncio.to_thread(counts)
         subject = f"{self.cfg.viirs.topic_prefix}/tasks/status"
