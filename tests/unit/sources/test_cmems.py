@@ -1,4 +1,4 @@
-"""Copernicus Marine policy (chunks, retries, credentials) and the forcing settings."""
+"""Copernicus Marine as data and policy: chunks, retries, credentials (the toolbox call faked)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from earthkeep.config import ConfigError, ForcingSettings, load_settings
+from earthkeep.config import ForcingSettings
 from earthkeep.errors import InvalidInput, SourceUnavailable
-from earthkeep.forcing.domain import schedules
-from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings
 from earthkeep.sources import cmems
 from earthkeep.testbed.cmems import FakeCopernicus, InvalidUsernameOrPassword, TooManyRequests
 
@@ -78,26 +76,45 @@ def test_credentials_from_seed_names_or_the_toolbox(monkeypatch: pytest.MonkeyPa
     assert cmems.credentials(ForcingSettings()) == ("me", "mine")
 
 
-def test_sources_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FORCING_GFS_MIRRORS", "nomads,aws")
-    monkeypatch.setenv("FORCING_BBOX", "-10,50,10,62.5")
-    monkeypatch.setenv("FORCING_GFS_AWS_URL", "http://127.0.0.1:8080/")
-    monkeypatch.setenv("FORCING_ANALYSIS_HOURS", "3,0")
-    s = ForcingSourcesSettings()
-    assert s.mirror_urls() == {"nomads": "https://nomads.ncep.noaa.gov/pub/data/nccf/com/gfs/prod",
-                               "aws": "http://127.0.0.1:8080"}
-    assert s.bbox == [-10.0, 50.0, 10.0, 62.5] and s.analysis_hours == [0, 3]
-    assert ForcingConfig(ForcingSettings(), s).forecast_hours == list(range(0, 121, 3))  # 41 files
-    monkeypatch.setenv("FORCING_GFS_MIRRORS", "ftp")
-    with pytest.raises(ValueError, match="unknown GFS mirrors"):
-        ForcingSourcesSettings()
+def test_chunks_of_several_days_end_with_a_shorter_one() -> None:
+    chunks = cmems.day_chunks(DAY, DAY + timedelta(days=5), 2)
+    assert chunks == [
+        (DAY, DAY + timedelta(days=2, seconds=-1)),
+        (DAY + timedelta(days=2), DAY + timedelta(days=4, seconds=-1)),
+        (DAY + timedelta(days=4), DAY + timedelta(days=5, seconds=-1)),
+    ]
 
 
-def test_schedules_use_the_seed_cron_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLLECTION_SCHEDULE", "15 */3 * * *")
-    by_name = {s.name: s for s in schedules(load_settings())}
-    assert by_name["forcing-collect"].cron == "15 */3 * * *" and by_name["forcing-collect"].kind == "forcing.collect"
-    assert by_name["forcing-cleanup"].cron == "0 2 * * *" and by_name["forcing-cleanup"].kind == "forcing.cleanup"
-    monkeypatch.setenv("CLEANUP_SCHEDULE", "every night")
-    with pytest.raises(ConfigError, match="CLEANUP_SCHEDULE"):
-        load_settings()
+def test_http_status_of_a_response_decides_before_the_message() -> None:
+    class Response:
+        def __init__(self, status_code: int) -> None:
+            self.status_code = status_code
+
+    class HTTPError(Exception):
+        def __init__(self, status: int, text: str) -> None:
+            super().__init__(text)
+            self.response = Response(status)
+
+    assert cmems.is_transient(HTTPError(502, "bad gateway"))
+    assert cmems.is_transient(HTTPError(429, "slow down"))
+    assert not cmems.is_transient(HTTPError(403, "connection refused by policy"))  # the status wins over the text
+
+
+def test_errors_named_permanent_are_never_retried_whatever_they_say() -> None:
+    DatasetNotFound = type("DatasetNotFound", (Exception,), {})  # the toolbox's class name
+    assert not cmems.is_transient(DatasetNotFound("503 temporarily unavailable"))
+    assert set(cmems.PERMANENT_ERRORS) >= {"InvalidUsernameOrPassword", "DatasetNotFound", "ProductNotFound"}
+
+
+def test_keys_and_ids_name_the_dataset_and_the_day() -> None:
+    day = datetime(2024, 2, 29, 18, tzinfo=UTC)
+    assert cmems.store_key(cmems.DEFAULT_DATASET, day) == (
+        "forcing/cmems/cmems_mod_glo_phy-cur_anfc_0.083deg_PT6H-i/20240229.nc")
+    assert cmems.file_id(cmems.DEFAULT_DATASET, day) == "cmems.cmems_mod_glo_phy-cur_anfc_0.083deg_PT6H-i.20240229"
+    assert cmems.VARIABLES == ("uo", "vo")
+
+
+def test_variables_are_needed() -> None:
+    assert cmems.check_variables(["uo"]) == ("uo",)
+    with pytest.raises(InvalidInput, match="at least one variable"):
+        cmems.check_variables([])

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from earthkeep.errors import IntegrityError, InvalidInput, NotFound
 from earthkeep.sources.gfs import (
+    MIRRORS,
     GfsFile,
+    RangePlan,
     candidate_cycles,
     cycle_complete,
     floor_cycle,
@@ -130,3 +132,65 @@ def test_subset_idx_is_the_inventory_of_the_fetched_bytes(grib: Path, tmp_path: 
     subset = tmp_path / "subset.grib2"
     subset.write_bytes(b"".join(raw[a : (b + 1 if b is not None else None)] for a, b in plan.ranges))
     assert plan.subset_idx() == inventory(subset)
+
+
+# ------------------------------------------------------------- the provider as data
+
+
+def test_mirror_table_is_in_priority_order_with_the_rolling_one_marked() -> None:
+    assert list(MIRRORS) == ["aws", "nomads", "google"]
+    assert [(m.name, m.keeps_days) for m in MIRRORS.values()] == [("aws", None), ("nomads", 10), ("google", None)]
+    assert all(name == m.name and m.base_url.startswith("https://") for name, m in MIRRORS.items())
+
+
+def test_a_rolling_mirror_keeps_a_cycle_up_to_its_last_day_exactly() -> None:
+    nomads = MIRRORS["nomads"]
+    assert nomads.keeps(C, C + timedelta(days=10))
+    assert not nomads.keeps(C, C + timedelta(days=10, seconds=1))
+    assert MIRRORS["aws"].keeps(C, C + timedelta(days=3650))
+
+
+@pytest.mark.parametrize(
+    ("cycle", "path"),
+    [
+        (datetime(2021, 3, 22, 6, tzinfo=UTC), "gfs.20210322/06/gfs.t06z.pgrb2.0p25.f000"),  # last cycle of GFS v15
+        (datetime(2021, 3, 22, 12, tzinfo=UTC), "gfs.20210322/12/atmos/gfs.t12z.pgrb2.0p25.f000"),  # first of v16
+    ],
+)
+def test_the_atmos_directory_starts_with_the_first_gfs_v16_cycle(cycle: datetime, path: str) -> None:
+    assert GfsFile(cycle, 0).path == path
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        GfsFile(datetime(2019, 12, 31, 18, tzinfo=UTC), 384, "1p00"),
+        GfsFile(datetime(2021, 3, 22, 6, tzinfo=UTC), 0, "0p50"),
+        GfsFile(datetime(2024, 2, 29, 0, tzinfo=UTC), 120),
+    ],
+)
+def test_file_ids_format_and_parse_back_on_both_layouts(f: GfsFile) -> None:
+    assert GfsFile.parse(f.file_id) == f
+    assert f.file_id == f"gfs.{f.cycle:%Y%m%d}.{f.cycle:%H}.{f.grid}.f{f.hour:03d}"
+    assert f.url("http://127.0.0.1:9/base/") == f"http://127.0.0.1:9/base/{f.path}"
+
+
+def test_a_file_id_of_a_cycle_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="not at 00, 06, 12 or 18 UTC"):
+        GfsFile.parse("gfs.20240101.03.0p25.f003")
+    with pytest.raises(InvalidInput, match=r"outside 0\.\.384"):
+        GfsFile.parse("gfs.20240101.00.0p25.f999")
+
+
+def test_cycles_are_floored_in_utc_whatever_the_zone_of_the_clock() -> None:
+    plus5 = timezone(timedelta(hours=5))
+    assert floor_cycle(datetime(2024, 1, 1, 2, 30, tzinfo=plus5)) == datetime(2023, 12, 31, 18, tzinfo=UTC)
+    assert candidate_cycles(datetime(2024, 1, 1, 5, 59, tzinfo=UTC), 3) == [
+        datetime(2024, 1, 1, 0, tzinfo=UTC), datetime(2023, 12, 31, 18, tzinfo=UTC),
+        datetime(2023, 12, 31, 12, tzinfo=UTC)]
+
+
+def test_a_plan_knows_its_size_unless_a_range_is_open_ended() -> None:
+    assert RangePlan([(0, 9), (20, 29)], [], []).known_size == 20
+    assert RangePlan([(0, 9), (20, None)], [], []).known_size is None
+    assert RangePlan([], [], []).known_size == 0
