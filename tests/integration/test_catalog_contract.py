@@ -1,14 +1,83 @@
-"""Catalog contract: the same behaviour on SQLite and PostgreSQL."""
+"""The catalog contract, run against every adapter: SQLite and PostgreSQL (with PostGIS).
 
+Like the store's contract (``test_store_contract.py``), every test takes one parametrised fixture,
+``engine``, and asserts only what a caller of the catalog port can observe: items and their assets,
+searches (time, bbox, footprint, collections, ids, sort orders, CQL2 filters on the STAC form, cursor
+pages), the run ledger, migrations from an empty database, driver errors as earthkeep errors, and
+timezone-aware timestamps. The schema is migrated once per backend and module; each test starts from
+empty catalog tables.
+"""
+
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import Engine, text
 
-from earthkeep.catalog.db import session_factory
-from earthkeep.catalog.items import AssetSpec, ItemQuery, delete_items, get_item, search_items, touch, upsert_item
+from earthkeep.catalog.db import create_db_engine, session_factory
+from earthkeep.catalog.items import (
+    AssetSpec,
+    ItemQuery,
+    delete_items,
+    get_item,
+    search_items,
+    touch,
+    upsert_item,
+)
 from earthkeep.catalog.migrate import current_revision, head_revision, upgrade
 from earthkeep.catalog.runs import finish_run, list_runs, start_run
 from earthkeep.errors import InvalidInput, NotFound
+
+BACKENDS = ["sqlite", "postgresql"]
+BASE = "http://127.0.0.1:8000"
+
+
+def _new_database(request: pytest.FixtureRequest, backend: str, directory) -> tuple[str, str | None]:
+    """The URL of an empty database, and the PostgreSQL database name to drop afterwards."""
+    if backend == "sqlite":
+        return f"sqlite:///{directory}/catalog-{uuid.uuid4().hex[:8]}.db", None
+    server = request.getfixturevalue("postgres_server")
+    if not server.running:  # a test elsewhere stopped it
+        server.start()
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    return server.create_database(name), name
+
+
+def _drop(request: pytest.FixtureRequest, name: str | None) -> None:
+    if name is not None:
+        request.getfixturevalue("postgres_server").drop_database(name)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def migrated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One catalog at the head revision per backend, shared by the tests of this module."""
+    url, name = _new_database(request, request.param, tmp_path_factory.mktemp("catalog"))
+    eng = create_db_engine(url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+    _drop(request, name)
+
+
+@pytest.fixture
+def engine(migrated: Engine) -> Engine:
+    """The catalog port on one backend, its item and run tables empty."""
+    with migrated.begin() as conn:
+        for table in ("assets", "items", "runs"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    return migrated
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    """A database without any table yet."""
+    url, name = _new_database(request, request.param, tmp_path)
+    eng = create_db_engine(url)
+    yield eng
+    eng.dispose()
+    _drop(request, name)
+
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -135,3 +204,4 @@ def test_run_ledger(engine):
         assert r.completed_at >= r.started_at
         with pytest.raises(InvalidInput):
             finish_run(s, run_id, "exploded")
+
