@@ -1,4 +1,4 @@
-"""The CLI groups and the domain hooks."""
+"""``earthkeep granules``: the group's commands and ``tasks list`` on an embedded catalog."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from earthkeep.cli import common
 from earthkeep.cli.granules import app, tasks_app
 from earthkeep.config import load_settings
 from earthkeep.granules import tasks
-from earthkeep.granules.domain import register, schedules
-from earthkeep.jobs.handlers import HandlerRegistry
 from earthkeep.runtime import Services
 
 
@@ -35,13 +33,3 @@ def test_granules_group_has_its_commands():
     assert result.exit_code == 0
     names = {n for n in ("mirror", "subscribe", "run", "elements", "retention") if n in result.output}
     assert {"mirror", "subscribe", "run", "elements", "retention"} <= names
-
-
-def test_register_and_schedules():
-    class Svc:
-        registry = HandlerRegistry()
-
-    register(Svc)  # type: ignore[arg-type]
-    assert {"granules.mirror", "granules.elements", "granules.retention"} <= set(Svc.registry.names())
-    assert [s.kind for s in schedules(load_settings())] == ["granules.mirror", "granules.elements",
-                                                             "granules.retention"]
