@@ -419,6 +419,25 @@ def test_cursors_are_tied_to_their_sort_order_and_foreign_ones_refused(engine):
             search_items(s, ItemQuery(sortby=[("size", False)]))
 
 
+@pytest.mark.parametrize(("bbox", "expected"), [
+    ((10, 10, 20, 20), ["cell", "east"]),  # touching a corner or an edge is overlapping
+    ((10.001, 10.001, 20, 20), []),
+    ((-5, -5, -0.001, 5), []),
+    ((-180, -90, 180, 90), ["cell", "east", "far"]),
+    ((179, -90, -179, 90), ["far"]),  # across the antimeridian
+])
+def test_bbox_searches_include_touching_boxes_and_nothing_else(engine, bbox, expected):
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        _item(s, "c", "cell", T0, bbox=(0, 0, 10, 10))
+        _item(s, "c", "east", T0, bbox=(10, 0, 20, 10))
+        _item(s, "c", "far", T0, bbox=(179.5, -1, 180, 1))
+        _item(s, "c", "unplaced", T0, bbox=None)
+    with sessions() as s:
+        assert _ids(search_items(s, ItemQuery(bbox=bbox))) == expected
+        assert count_items(s, ItemQuery(bbox=bbox)) == len(expected)
+
+
 def test_intersects_tests_the_footprint_not_only_its_bbox_and_pages_stay_full(engine):
     # Twelve triangles in the lower-left half of their 1x1 cell; a point in the upper-right half of
     # every cell lies in each item's bbox but outside its footprint.
