@@ -658,10 +658,6 @@ def test_times_come_back_timezone_aware_in_utc_whatever_zone_went_in(engine):
                                               end=datetime(2024, 1, 1, 5, tzinfo=plus2)))) == ["z"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a naive datetime reaches the database layer as sqlalchemy.exc.StatementError (wrapping the ValueError of "
-    "UTCDateTime) instead of an earthkeep error: translate_errors does not translate StatementError, so "
-    "callers (e.g. a fetch job whose payload has a naive 'start') see a SQLAlchemy error, retried as transient"))
 def test_a_naive_datetime_is_refused_as_invalid_input(engine):
     with pytest.raises(InvalidInput, match="naive datetime"), translate_errors(), \
             session_factory(engine).begin() as s:

@@ -123,6 +123,10 @@ def translate_errors(what: str = "catalog") -> Iterator[None]:
         if e.connection_invalidated:
             raise SourceUnavailable(f"{what}: database connection lost; retry") from e
         raise
+    except exc.StatementError as e:  # a value our column types refuse before the driver sees it
+        if isinstance(e.orig, ValueError | TypeError):
+            raise InvalidInput(f"{what}: {_first_line(e.orig)}") from e
+        raise
 
 
 def _first_line(err: BaseException | None) -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from earthkeep.catalog.items import AssetSpec, upsert_item
 from earthkeep.catalog.tables import utcnow
@@ -41,8 +40,8 @@ class FetchPayload(BaseModel):
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     md5: str | None = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
     media_type: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: AwareDatetime | None = None  # a time without a UTC offset is refused, not guessed
+    end: AwareDatetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -60,10 +60,6 @@ def test_aware_times_are_kept():
     assert p.start == datetime(2024, 1, 1, 4, tzinfo=UTC)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a naive 'start'/'end' passes parse_payload and the kind's validator, and then fails in the worker: "
-    "UTCDateTime refuses naive datetimes with a ValueError that surfaces as sqlalchemy StatementError, which "
-    "the worker does not count as permanent, so the job is retried until max_attempts"))
 def test_a_naive_time_is_refused_before_queueing_or_read_as_utc():
     try:
         p = parse_payload({"url": "http://x/a", "start": "2024-01-01T00:00:00"})
