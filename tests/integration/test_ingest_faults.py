@@ -210,9 +210,10 @@ async def test_a_message_redelivered_while_its_first_write_hangs_and_fails_is_no
     """
     from datetime import timedelta
 
+    from earthkeep.events.nats import connect
     from earthkeep.ingest.consumer import ObservationConsumer
     from earthkeep.ingest.dedupe import DedupeCache
-    from earthkeep.ingest.jetstream import PullFetcher, connect, ensure_stream
+    from earthkeep.ingest.jetstream import ensure_stream, observation_fetcher
     from earthkeep.ingest.models import Obs
     from earthkeep.ingest.writer import ObservationWriter
 
@@ -239,7 +240,7 @@ async def test_a_message_redelivered_while_its_first_write_hangs_and_fails_is_no
     try:
         await ensure_stream(nc, s)
         dedupe = DedupeCache(s.dedupe_size, s.dedupe_age_s)
-        consumers = [ObservationConsumer(await PullFetcher(nc, s).start(), HangsThenFails(engine), engine, s,
+        consumers = [ObservationConsumer(await observation_fetcher(nc, s).start(), HangsThenFails(engine), engine, s,
                                          dedupe=dedupe) for _ in range(2)]
         runs = asyncio.gather(*(c.run(stop) for c in consumers))
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from earthkeep.catalog.tables import utcnow
 
@@ -24,6 +24,7 @@ class Event:
 Subscriber = Callable[[Event], Awaitable[None] | None]
 
 
+@runtime_checkable
 class Bus(Protocol):
     async def publish(self, event: Event) -> None:
         """Deliver ``event`` to every sink; a failing sink is logged, never raised."""

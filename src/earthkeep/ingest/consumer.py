@@ -23,9 +23,10 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from earthkeep.events.jetstream import PullFetcher
 from earthkeep.ingest.deadletters import record_dead_letters
 from earthkeep.ingest.dedupe import DedupeCache, first_by_key
-from earthkeep.ingest.jetstream import TRACE_HEADER, PullFetcher
+from earthkeep.ingest.jetstream import TRACE_HEADER
 from earthkeep.ingest.messages import decode_message
 from earthkeep.ingest.models import Obs, Rejection
 from earthkeep.ingest.settings import IngestSettings
@@ -191,7 +192,8 @@ class ObservationConsumer:
 async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.Event, *, count: int = 1,
                         after_commit: Any = None) -> list[ObservationStatsView]:
     """Run ``count`` consumers on one NATS connection until ``stop``; their final stats."""
-    from earthkeep.ingest.jetstream import connect, ensure_stream
+    from earthkeep.events.nats import connect
+    from earthkeep.ingest.jetstream import ensure_stream, observation_fetcher
 
     try:  # NATS down: the connect retries without end; a stop must not wait for it
         nc = await unless_stopped(connect(settings.nats_url, name="earthkeep-consumer"), stop)
@@ -202,7 +204,7 @@ async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.
         consumers = []
         dedupe = DedupeCache(settings.dedupe_size, settings.dedupe_age_s)
         for _ in range(count):
-            fetcher = await PullFetcher(nc, settings).start()
+            fetcher = await observation_fetcher(nc, settings).start()
             writer = ObservationWriter(engine, after_commit=after_commit)
             consumers.append(ObservationConsumer(fetcher, writer, engine, settings, dedupe=dedupe))
         await asyncio.gather(*(c.run(stop) for c in consumers))

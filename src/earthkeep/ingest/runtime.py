@@ -17,6 +17,7 @@ from earthkeep.ingest.ratelimit import RateLimiter
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stations import StationDirectory
 from earthkeep.ingest.writer import ObservationWriter
+from earthkeep.retry import Backoff
 from earthkeep.waits import wait_event
 
 if TYPE_CHECKING:
@@ -105,15 +106,16 @@ class IngestRuntime:
         self._stop.clear()
 
         async def supervise() -> None:
-            delay = 0.5
+            backoff, failures = Backoff(base_s=0.5, max_s=10.0), 0
             while not self._stop.is_set():
                 try:
                     await run_consumers(self.engine, self.settings, self._stop, count=count,
                                         after_commit=self.cache.invalidate)
                 except Exception as exc:  # NATS not reachable yet: keep trying
-                    log.warning("ingest.consumers_restarting", error=str(exc), in_s=delay)
+                    failures += 1
+                    delay = backoff.delay(failures)
+                    log.warning("ingest.consumers_restarting", error=str(exc), in_s=round(delay, 2))
                     await wait_event(self._stop, delay)
-                    delay = min(delay * 2, 10.0)
 
         self._consumers = asyncio.create_task(supervise())
 

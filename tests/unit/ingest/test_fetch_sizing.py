@@ -1,11 +1,12 @@
 """The pull size follows the records per message the stream actually holds, whatever this process's mode."""
 
-from earthkeep.ingest.jetstream import PullFetcher
+from earthkeep.events.jetstream import PullFetcher
+from earthkeep.ingest.jetstream import observation_fetcher
 from earthkeep.ingest.settings import IngestSettings
 
 
 def fetcher(mode: str) -> PullFetcher:
-    return PullFetcher(None, IngestSettings(message_mode=mode, fetch_batch=500, batch_message_records=100))
+    return observation_fetcher(None, IngestSettings(message_mode=mode, fetch_batch=500, batch_message_records=100))
 
 
 def test_batch_consumer_reading_single_record_messages_pulls_many_of_them():
