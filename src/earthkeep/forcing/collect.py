@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from earthkeep.errors import EarthkeepError
+from earthkeep.errors import EarthkeepError, SourceUnavailable
 from earthkeep.forcing import claims
 from earthkeep.forcing.currents import RunReport, collect_currents
 from earthkeep.forcing.history import Gap, Outlook, gaps, series_files
@@ -117,7 +117,6 @@ def _by_mirror_set(
 
 
 def _no_cycle(mirrors: dict[str, str], lookback: int) -> EarthkeepError:
-    from earthkeep.errors import SourceUnavailable
 
     return SourceUnavailable(
         f"no complete GFS cycle in the last {lookback} cycles on {', '.join(mirrors)} "

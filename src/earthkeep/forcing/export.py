@@ -21,8 +21,10 @@ import structlog
 
 from earthkeep.catalog.items import check_bbox
 from earthkeep.catalog.tables import Item
+from earthkeep.config import load_settings
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.forcing.records import COLLECTIONS, data_type_of, items_of
+from earthkeep.runtime import Services as _Services
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -89,8 +91,6 @@ def open_dataset(kind: str, start: datetime, end: datetime, bbox: Sequence[float
     """Blocking form of :func:`load_forcing` (opens the configured services when none are given)."""
     own = services is None
     if services is None:
-        from earthkeep.config import load_settings
-        from earthkeep.runtime import Services as _Services
 
         services = _Services.open(load_settings())
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from earthkeep.forcing.settings import ForcingConfig
+from earthkeep.scheduler import parse_cron
 from earthkeep.sources.gfs import MIRRORS, GfsFile, floor_cycle
 
 PUBLISH_DELAY = timedelta(hours=6)  # GFS needs ~3.5-5 h to publish a cycle's 120 h
@@ -60,7 +61,6 @@ class Outlook:
 
     @classmethod
     def of(cls, cfg: ForcingConfig, now: datetime) -> Outlook:
-        from earthkeep.scheduler import parse_cron
 
         nxt = parse_cron(cfg.seed.collection_schedule).get_next_fire_time(None, now)
         return cls(tuple(cfg.sources.gfs_mirrors), frozenset(cfg.forecast_hours), cfg.seed.historical_days,

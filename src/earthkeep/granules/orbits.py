@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from earthkeep.errors import NotFound
 from earthkeep.sources.gina import PLATFORMS
 from earthkeep.transfer.engine import TransferRequest
 
@@ -55,7 +56,6 @@ class Elements:
     @classmethod
     async def from_store(cls, store: Store) -> Elements:
         """The stored elements file, or no elements when it was never fetched."""
-        from earthkeep.errors import NotFound
 
         try:
             return cls.from_text((await store.get(TLE_KEY)).decode("ascii", "replace"))

@@ -26,6 +26,7 @@ from earthkeep.granules.orbits import Elements
 from earthkeep.granules.outbox import add_message
 from earthkeep.granules.publisher import Announcer, attach_sinks, message_event
 from earthkeep.granules.watcher import DirectoryWatcher
+from earthkeep.sources.gina import PLATFORMS
 
 if TYPE_CHECKING:
     from earthkeep.events.nats import NatsSink
@@ -136,7 +137,6 @@ class Collector:
     async def reload_elements(self) -> None:
         elements = await Elements.from_store(self.services.store)
         for name in list(self.cfg.viirs.platforms):  # build the orbit models off the event loop
-            from earthkeep.sources.gina import PLATFORMS
 
             await asyncio.to_thread(elements.orbital, PLATFORMS[name].name)
         self.elements = elements

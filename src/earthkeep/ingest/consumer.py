@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy import Engine
 
 from earthkeep.events.jetstream import PullFetcher
+from earthkeep.events.nats import connect
 from earthkeep.ingest.deadletters import record_dead_letters
 from earthkeep.ingest.dedupe import DedupeCache, first_by_key
 from earthkeep.ingest.jetstream import TRACE_HEADER
@@ -192,7 +193,6 @@ class ObservationConsumer:
 async def run_consumers(engine: Engine, settings: IngestSettings, stop: asyncio.Event, *, count: int = 1,
                         after_commit: Any = None) -> list[ObservationStatsView]:
     """Run ``count`` consumers on one NATS connection until ``stop``; their final stats."""
-    from earthkeep.events.nats import connect
     from earthkeep.ingest.jetstream import ensure_stream, observation_fetcher
 
     try:  # NATS down: the connect retries without end; a stop must not wait for it

@@ -17,6 +17,7 @@ from earthkeep.ingest.ratelimit import RateLimiter
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.stations import StationDirectory
 from earthkeep.ingest.writer import ObservationWriter
+from earthkeep.logs import bind_trace, new_trace_id
 from earthkeep.retry import Backoff
 from earthkeep.waits import wait_event
 
@@ -73,7 +74,6 @@ class IngestRuntime:
 
     async def _generator_submit(self, records: list[dict[str, Any]]) -> tuple[int, int]:
         from earthkeep.ingest.collector import Parsed
-        from earthkeep.logs import bind_trace, new_trace_id
 
         trace = new_trace_id()
         bind_trace(trace)

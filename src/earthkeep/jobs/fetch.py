@@ -21,6 +21,7 @@ from earthkeep.errors import InvalidInput
 from earthkeep.events.base import Event
 from earthkeep.jobs.handlers import JobContext
 from earthkeep.store.keys import safe_key
+from earthkeep.transfer.urls import check_url, check_url_offline
 
 if TYPE_CHECKING:
     from earthkeep.runtime import Services
@@ -67,7 +68,6 @@ async def fetch_url(
 ) -> dict[str, Any]:
     """Download a URL into the store and record it as a catalog item."""
     from earthkeep.transfer.engine import TransferRequest
-    from earthkeep.transfer.urls import check_url
 
     p = parse_payload(payload)
     check_url(p.url, allow_private=services.settings.transfer.allow_private)
@@ -92,7 +92,6 @@ async def fetch_handler(ctx: JobContext) -> dict[str, Any]:
 
 def validator(allow_private: bool) -> Callable[[dict[str, Any]], None]:
     """Refuse a fetch payload before it is queued: its fields, its URL (scheme, private ranges), its key."""
-    from earthkeep.transfer.urls import check_url_offline
 
     def validate(payload: dict[str, Any]) -> None:
         p = parse_payload(payload)

@@ -17,6 +17,8 @@ from starlette.background import BackgroundTask
 from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep, require
 from earthkeep.api.params import BBoxQuery
 from earthkeep.api.routers.items import check_range
+from earthkeep.forcing.collect import gap_report
+from earthkeep.forcing.domain import COLLECT
 from earthkeep.forcing.records import DatasetQuery, dataset_for_download, list_datasets
 from earthkeep.forcing.settings import forcing_config
 
@@ -127,7 +129,6 @@ async def wind_png(
 @router.get("/gaps", response_model=list[GapOut])
 def gaps(services: ServicesDep, _: ReadDep) -> list[GapOut]:
     """What the 3-hourly wind series over ``HISTORICAL_DAYS`` lacks, and why."""
-    from earthkeep.forcing.collect import gap_report
 
     report = gap_report(services, forcing_config(services.settings), now=datetime.now(UTC))
     return [GapOut(file_id=g.file_id, valid_time=g.valid_time, reason=g.reason, attempts=g.attempts) for g in report]
@@ -136,7 +137,6 @@ def gaps(services: ServicesDep, _: ReadDep) -> list[GapOut]:
 @router.post("/collect", status_code=202, dependencies=[Depends(require("admin"))])
 def collect(services: ServicesDep) -> dict[str, object]:
     """Enqueue a collection now (joins one already pending or running)."""
-    from earthkeep.forcing.domain import COLLECT
 
     enq = services.queue.enqueue(COLLECT, {"history": True, "reason": "api"}, dedupe_key="forcing:collect")
     return {"job_id": enq.job.id, "created": enq.created}

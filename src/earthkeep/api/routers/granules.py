@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 from earthkeep.api.deps import ReadDep, ServicesDep, SessionDep, require
 from earthkeep.api.params import IdPath
 from earthkeep.catalog.tables import ApiKey
+from earthkeep.errors import NotFound
 from earthkeep.granules import tasks as task_queue
+from earthkeep.granules.gatherer import GATHERER_KEY
 from earthkeep.granules.outbox import recent
 from earthkeep.granules.records import failures
 from earthkeep.granules.settings import ViirsSettings
@@ -51,8 +53,6 @@ async def gatherer(services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     """The segment gatherer's open slots, as the granules role last saved them (every status interval)."""
     import json
 
-    from earthkeep.errors import NotFound
-    from earthkeep.granules.gatherer import GATHERER_KEY
 
     try:
         return dict(json.loads(await services.store.get(GATHERER_KEY)))

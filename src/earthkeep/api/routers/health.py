@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from earthkeep import __version__
 from earthkeep.api.deps import ReadDep, ServicesDep
 from earthkeep.errors import EarthkeepError
+from earthkeep.instances import listing
 
 router = APIRouter(tags=["health"])
 
@@ -86,7 +87,6 @@ async def _reachable(name: str, url: str, timeout: float = 2.0) -> str:
 @router.get("/status/services")
 async def running_services(services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     """The `earthkeep serve` processes of this catalog: host, pid, roles, version, last heartbeat, alive."""
-    from earthkeep.instances import listing
 
     rows = await asyncio.to_thread(listing, services)
     roles = sorted({r for row in rows if row["alive"] for r in row["roles"]})
