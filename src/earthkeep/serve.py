@@ -63,12 +63,12 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
         w = settings.worker
         worker = Worker(services.queue, services.registry, services, concurrency=w.concurrency,
                         lease_s=w.lease_s, poll_s=w.poll_s)
-        services.extras["wake_worker"] = worker.wake
+        services.wake_worker = worker.wake
         tasks.append(asyncio.create_task(worker.run(stop)))
     scheduler = None
     if "scheduler" in roles:
         scheduler = Scheduler(_enqueue_schedule(services, worker))
-        for schedule in all_schedules(settings):
+        for schedule in all_schedules(services):
             scheduler.add(schedule)
         scheduler.start()
         log.info("scheduler.started", schedules=scheduler.next_runs())

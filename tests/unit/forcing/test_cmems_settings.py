@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from earthkeep.config import ConfigError, ForcingSettings, load_settings
+from earthkeep.config import ConfigError, load_settings
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.forcing.domain import schedules
-from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings
+from earthkeep.forcing.settings import ForcingConfig, ForcingSettings, ForcingSourcesSettings
 from earthkeep.sources import cmems
 from earthkeep.testbed.cmems import FakeCopernicus, InvalidUsernameOrPassword, TooManyRequests
 
