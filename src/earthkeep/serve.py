@@ -51,7 +51,8 @@ def _enqueue_schedule(services: Services, worker: Worker | None) -> callable:  #
 async def run_service(settings: Settings, roles: Sequence[str], *, services: Services | None = None,
                       stop: asyncio.Event | None = None) -> None:
     """Run the chosen roles until SIGINT/SIGTERM (or ``stop``)."""
-    services = services or await asyncio.to_thread(Services.open, settings)
+    if services is None:
+        services = await asyncio.to_thread(Services.open, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
