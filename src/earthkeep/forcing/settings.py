@@ -196,9 +196,5 @@ class ForcingConfig:
 
 
 def forcing_config(settings: Settings) -> ForcingConfig:
-    """The forcing configuration of ``settings`` (section defaults when not wired in yet)."""
-    try:
-        sources = settings.section("forcing_sources")
-    except KeyError:
-        sources = ForcingSourcesSettings()  # type: ignore[call-arg]  # values come from env/TOML/defaults
-    return ForcingConfig(settings.of(ForcingSettings), sources)
+    """The forcing configuration of ``settings`` (sections ``[forcing]`` and ``[forcing_sources]``)."""
+    return ForcingConfig(settings.of(ForcingSettings), settings.of(ForcingSourcesSettings))
