@@ -131,4 +131,4 @@ class DomainContext(Generic[S, T]):
 
     def transfer(self) -> TransferEngine:
         """A new transfer engine on the store (use ``async with``)."""
-        return self.services.transfer()  # type: ignore[no-any-return]
+        return self.services.transfer()  # type: ignore[no-any-return]  # Services.transfer is untyped

@@ -84,7 +84,7 @@ class Services:
             factory = ctx.domain.state
             if factory is None:
                 raise TypeError(f"domain {name!r} declares no state")
-            self._states[name] = factory(ctx)
+            self._states.setdefault(name, factory(ctx))  # threads racing here all get the first one stored
         state: T = self._states[name]
         return state
 
