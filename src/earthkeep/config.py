@@ -227,7 +227,7 @@ class Settings:
 
     The core sections are typed attributes; a domain's sections (declared by its
     :class:`~earthkeep.domain.Domain`) are attributes too (``settings.forcing``),
-    typed through :meth:`of` (``settings.of(ForcingSettings)``).
+    typed through :meth:`of` with the section's class.
     """
 
     catalog: CatalogSettings
@@ -257,7 +257,7 @@ class Settings:
         return self._sections[name]
 
     def of(self, cls: type[SectionT]) -> SectionT:
-        """The section of class ``cls``, typed (e.g. ``settings.of(IngestSettings)``)."""
+        """The section of class ``cls``, typed as ``cls`` (:class:`ConfigError` when it is not loaded)."""
         try:
             found = self._sections[cls.section]
         except KeyError:
