@@ -36,14 +36,13 @@ def make_app():  # uvicorn --factory entry point (one per worker process)
     from earthkeep.api.app import create_app
     from earthkeep.api.routers.rescue import router
     from earthkeep.config import load_settings
-    from earthkeep.rescue.domain import use_settings
     from earthkeep.rescue.settings import RescueSettings
     from earthkeep.runtime import Services
     from earthkeep.store.obstore import ObstoreStore
 
     settings = load_settings()
     services = Services.open(settings, migrate=False, store=ObstoreStore.local(Path(os.environ["BENCH_STORE"])))
-    use_settings(services, RescueSettings(replication=2, lease_s=600, max_allocate=5))
+    services.use_settings(RescueSettings(replication=2, lease_s=600, max_allocate=5))
     app = create_app(services=services)
     if not any(getattr(r, "path", None) == "/allocate" for r in app.routes):
         app.include_router(router)
@@ -60,13 +59,13 @@ def seed(url: str, datasets: int, nodes: int) -> list[str]:
     from earthkeep.apikeys import create_key
     from earthkeep.config import load_settings
     from earthkeep.rescue.catalog import Context, persist_page
-    from earthkeep.rescue.domain import rank_now, use_settings
+    from earthkeep.rescue.domain import rank_now
     from earthkeep.rescue.settings import RescueSettings
     from earthkeep.runtime import Services
     from earthkeep.store.obstore import ObstoreStore
 
     svc = Services.open(load_settings(catalog={"database_url": url}), store=ObstoreStore.local(Path("/tmp")))
-    use_settings(svc, RescueSettings())
+    svc.use_settings(RescueSettings())
     ctx = Context("https://portal.example.gov", None, 1 << 44, allow_private=False)
     for start in range(0, datasets, 1000):
         records = [{"id": f"d-{i}", "name": f"ds-{i}", "metadata_modified": "2020-01-01T00:00:00",

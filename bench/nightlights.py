@@ -112,7 +112,7 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
     from earthkeep.config import load_settings
     from earthkeep.jobs.worker import Worker
     from earthkeep.nightlights import areas as area_store
-    from earthkeep.nightlights import handlers, requests
+    from earthkeep.nightlights import requests
     from earthkeep.nightlights.geometry import parse_area
     from earthkeep.nightlights.results import timeseries
     from earthkeep.nightlights.settings import NightlightsSettings
@@ -122,10 +122,7 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
     settings = load_settings(catalog={"database_url": f"sqlite:///{work}/catalog.db"},
                              transfer={"work_dir": str(work / "partial"), "allow_private": True})
     svc = Services.open(settings, store=ObstoreStore.local(work / "store"))
-    if requests.LAADS not in svc.registry:
-        handlers.register(svc)
-    svc.extras["nightlights.settings"] = NightlightsSettings(earthdata_token=TOKEN, laads_url=base,
-                                                                 mask_cloudy=mask_cloudy)
+    svc.use_settings(NightlightsSettings(earthdata_token=TOKEN, laads_url=base, mask_cloudy=mask_cloudy))
     ids = {}
     with svc.sessions.begin() as s:
         for name, geom in areas:

@@ -143,8 +143,10 @@ def bench_earthkeep(
 ) -> tuple[Clock, Clock]:
     """Weights read from the store (a fresh worker), stacked, then the months: what is compared (the
     total, and the months alone)."""
+    from earthkeep.nightlights.domain import DOMAIN
+
     from_store, in_memory, stacking, metrics = Clock(), Clock(), Clock(), Clock()
-    svc.extras.pop("nightlights.weights", None)  # a fresh worker: the weights are in the store only
+    DOMAIN.of(svc).state.weights = None  # a fresh worker: the weights are in the store only
     with from_store:
         weights = load_weights(svc, areas, grid)
     with in_memory:
@@ -234,7 +236,7 @@ def bench_tiles(zoom: int) -> tuple[int, float, float]:
     svc = Services.open(
         load_settings(catalog={"database_url": f"sqlite:///{tmp}/c.db"}), store=ObstoreStore.local(tmp / "store")
     )
-    svc.extras["nightlights.settings"] = NightlightsSettings(tile_max_zoom=14)
+    svc.use_settings(NightlightsSettings(tile_max_zoom=14))
     ring = [[36.0, -2.0], [38.0, -2.0], [38.0, 0.0], [36.0, 0.0], [36.0, -2.0]]
     with svc.sessions.begin() as s:
         area = area_ops.create_area(s, parse_area({"type": "Polygon", "coordinates": [ring]}), name="bench")

@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -208,53 +208,6 @@ class BrokerSettings(Section):
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
 
 
-class MailSettings(Section):
-    """Error e-mails (the VIIRS collector's names)."""
-
-    section: ClassVar[str] = "mail"
-    mailhost: str | None = Field(None, validation_alias=_env("MAILHOST", "mailhost"))
-    sender: str | None = Field(None, validation_alias=_env("LOG_SENDER", "sender"))
-    recipient: str | None = Field(None, validation_alias=_env("LOG_RECIPIENT", "recipient"))
-
-
-class ForcingSettings(Section):
-    """GFS wind and Copernicus Marine currents (the Data Aggregator's names)."""
-
-    section: ClassVar[str] = "forcing"
-    copernicus_username: str | None = Field(None, validation_alias=_env("COPERNICUS_USERNAME", "copernicus_username"))
-    copernicus_password: SecretStr | None = Field(
-        None, validation_alias=_env("COPERNICUS_PASSWORD", "copernicus_password")
-    )
-    historical_days: int = Field(7, ge=0, le=366, validation_alias=_env("HISTORICAL_DAYS", "historical_days"))
-    forecast_hours: int = Field(120, ge=0, le=384, validation_alias=_env("FORECAST_HOURS", "forecast_hours"))
-    forecast_interval_hours: int = Field(
-        3, ge=1, le=24, validation_alias=_env("FORECAST_INTERVAL_HOURS", "forecast_interval_hours")
-    )
-    collection_schedule: str = Field("0 */6 * * *", validation_alias=_env("COLLECTION_SCHEDULE", "collection_schedule"))
-    cleanup_schedule: str = Field("0 2 * * *", validation_alias=_env("CLEANUP_SCHEDULE", "cleanup_schedule"))
-    max_data_age_days: int = Field(14, ge=1, le=3660, validation_alias=_env("MAX_DATA_AGE_DAYS", "max_data_age_days"))
-
-    @field_validator("collection_schedule", "cleanup_schedule")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        return check_cron(v)
-
-
-class GranuleSettings(Section):
-    """Satellite granule mirroring (the VIIRS collector's names)."""
-
-    section: ClassVar[str] = "granules"
-    retention_days: int | None = Field(None, ge=1, validation_alias=_env("VIIRS_RETENTION", "retention_days"))
-    connections: int = Field(4, ge=1, le=32, validation_alias=_env("NUM_GINA_CONNECTIONS", "connections"))
-    backfill_days: int = Field(2, ge=0, le=60, validation_alias=_env("GINA_BACKFILL_DAYS", "backfill_days"))
-    facility: Literal["gilmore", "uafgina"] = Field("gilmore", validation_alias=_env("VIIRS_FACILITY", "facility"))
-
-    @field_validator("facility", mode="before")
-    @classmethod
-    def _lower(cls, v: Any) -> Any:
-        return v.lower() if isinstance(v, str) else v
-
-
 SECTIONS: tuple[type[Section], ...] = (
     CatalogSettings,
     StoreSettings,
@@ -263,14 +216,19 @@ SECTIONS: tuple[type[Section], ...] = (
     TransferSettings,
     LogSettings,
     BrokerSettings,
-    MailSettings,
-    ForcingSettings,
-    GranuleSettings,
 )
 
 
+SectionT = TypeVar("SectionT", bound=Section)
+
+
 class Settings:
-    """The effective configuration: one attribute per adapter or domain section."""
+    """The effective configuration: one attribute per adapter or domain section.
+
+    The core sections are typed attributes; a domain's sections (declared by its
+    :class:`~earthkeep.domain.Domain`) are attributes too (``settings.forcing``),
+    typed through :meth:`of` with the section's class.
+    """
 
     catalog: CatalogSettings
     store: StoreSettings
@@ -279,9 +237,6 @@ class Settings:
     transfer: TransferSettings
     log: LogSettings
     broker: BrokerSettings
-    mail: MailSettings
-    forcing: ForcingSettings
-    granules: GranuleSettings
 
     def __init__(self, sections: Mapping[str, Section], source: Path | None) -> None:
         self._sections = dict(sections)
@@ -289,9 +244,32 @@ class Settings:
         for name, section in self._sections.items():
             setattr(self, name, section)
 
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise AttributeError(f"no settings section {name!r}; known: {', '.join(self._sections)}") from None
+
     def section(self, name: str) -> Any:
-        """A section by name (domains add their own, e.g. ``settings.section("ingest")``)."""
+        """A section by name (``KeyError`` when no such section is loaded)."""
         return self._sections[name]
+
+    def of(self, cls: type[SectionT]) -> SectionT:
+        """The section of class ``cls``, typed as ``cls`` (:class:`ConfigError` when it is not loaded)."""
+        try:
+            found = self._sections[cls.section]
+        except KeyError:
+            raise ConfigError(f"no settings section [{cls.section}] is loaded; known: "
+                              f"{', '.join(self._sections)}") from None
+        if not isinstance(found, cls):
+            raise ConfigError(f"settings section [{cls.section}] is a {type(found).__name__}, not {cls.__name__}")
+        return found
+
+    def replaced(self, section: Section) -> Settings:
+        """A copy with ``section`` in place of the section of its name."""
+        return Settings({**self._sections, section.section: section}, self.source)
 
     def sections(self) -> dict[str, Section]:
         return dict(self._sections)

@@ -1,79 +1,90 @@
-"""The domains of earthkeep, each registering its job kinds, schedules and API router.
+"""The registry of earthkeep's domains, and what the rest of earthkeep asks of them.
 
-A domain's ``module`` exposes ``register(services)`` (its job kinds) and
-optionally ``schedules(settings) -> list[Schedule]``; its ``router`` module
-exposes a FastAPI ``router`` and is imported by the API layer only.
+Each entry is the ``DOMAIN`` of a domain package (see :mod:`earthkeep.domain`
+for the contract). The order is the order of the configuration reference, of
+the API's routers and of the CLI's groups.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from earthkeep.domain import Domain, resolve
+from earthkeep.errors import NotFound
+from earthkeep.forcing.domain import DOMAIN as FORCING
+from earthkeep.granules.domain import DOMAIN as GRANULES
+from earthkeep.ingest.domain import DOMAIN as INGEST
+from earthkeep.jobs.fetch import DOMAIN as DOWNLOADS
+from earthkeep.nightlights.domain import DOMAIN as NIGHTLIGHTS
+from earthkeep.rescue.domain import DOMAIN as RESCUE
+
 if TYPE_CHECKING:
-    from earthkeep.config import Section, Settings
+    from sqlalchemy import Table
+
+    from earthkeep.config import Section
     from earthkeep.runtime import Services
     from earthkeep.scheduler import Schedule
 
-
-@dataclass(frozen=True)
-class Domain:
-    """``module`` registers job kinds; ``router`` and ``settings`` ("module:Class") are optional."""
-
-    name: str
-    module: str
-    router: str | None = None
-    settings: str | None = None
+DOMAINS: tuple[Domain[Any, Any], ...] = (NIGHTLIGHTS, GRANULES, INGEST, FORCING, RESCUE, DOWNLOADS)
 
 
-DOMAINS: tuple[Domain, ...] = (
-    Domain("downloads", "earthkeep.jobs.fetch"),
-    Domain("nightlights", "earthkeep.nightlights.handlers", router="earthkeep.api.routers.nightlights",
-           settings="earthkeep.nightlights.settings:NightlightsSettings"),
-    Domain("granules", "earthkeep.granules.domain", router="earthkeep.api.routers.granules",
-           settings="earthkeep.granules.settings:ViirsSettings"),
-    Domain("ingest", "earthkeep.ingest.domain", router="earthkeep.api.routers.ingest",
-           settings="earthkeep.ingest.settings:IngestSettings"),
-    Domain("forcing", "earthkeep.forcing", router="earthkeep.api.routers.forcing",
-           settings="earthkeep.forcing.settings:ForcingSourcesSettings"),
-    Domain("rescue", "earthkeep.rescue.domain", router="earthkeep.api.routers.rescue",
-           settings="earthkeep.rescue.settings:RescueSettings"),
-)
+def get(name: str) -> Domain[Any, Any]:
+    """The domain called ``name``; :class:`NotFound` names the known ones."""
+    for d in DOMAINS:
+        if d.name == name:
+            return d
+    raise NotFound(f"no domain {name!r}; known domains: {', '.join(d.name for d in DOMAINS)}")
 
 
 def settings_classes() -> list[type[Section]]:
     """The settings sections that domains add to the core ones."""
-    out = []
-    for d in DOMAINS:
-        if d.settings:
-            mod, _, cls = d.settings.partition(":")
-            out.append(getattr(importlib.import_module(mod), cls))
-    return out
+    return [cls for d in DOMAINS for cls in d.all_sections()]
 
 
 def register_all(services: Services) -> None:
+    """Register every domain's job kinds on ``services.registry``."""
     for d in DOMAINS:
-        importlib.import_module(d.module).register(services)
+        d.register(d.of(services))
 
 
-def all_schedules(settings: Settings) -> list[Schedule]:
+def all_schedules(services: Services) -> list[Schedule]:
     out: list[Schedule] = []
     for d in DOMAINS:
-        fn = getattr(importlib.import_module(d.module), "schedules", None)
-        if fn is not None:
-            out.extend(fn(settings))
+        if d.schedules is not None:
+            out.extend(d.schedules(d.of(services)))
     return out
 
 
 def on_startup_all(services: Services) -> None:
     """Start-up work of the domains (e.g. forcing: check history, fill gaps, collect the latest)."""
     for d in DOMAINS:
-        hook = getattr(importlib.import_module(d.module), "on_startup", None)
-        if hook is not None:
-            hook(services)
+        if d.on_startup is not None:
+            d.on_startup(d.of(services))
+
+
+def tables() -> list[Table]:
+    """Every domain's tables, in declaration order (importing their modules adds them to the catalog metadata)."""
+    import importlib
+
+    from sqlalchemy import Table
+
+    out: list[Table] = []
+    for d in DOMAINS:
+        for name in d.tables:
+            module = importlib.import_module(name)
+            for value in vars(module).values():
+                if isinstance(value, type) and value.__module__ == name:
+                    value = getattr(value, "__table__", None)
+                if isinstance(value, Table) and value not in out:
+                    out.append(value)
+    return out
 
 
 def routers() -> list[Any]:
     """API routers of the domains (called by the API layer only)."""
-    return [importlib.import_module(d.router).router for d in DOMAINS if d.router]
+    return [resolve(d.router) for d in DOMAINS if d.router]
+
+
+def cli_commands() -> list[tuple[str, Any]]:
+    """``(name, typer group or command function)`` of every domain (called by the CLI only)."""
+    return [(name, resolve(target)) for d in DOMAINS for name, target in d.cli.items()]

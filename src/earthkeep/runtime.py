@@ -6,8 +6,9 @@ domain code receives the pieces it needs, never globals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from sqlalchemy import Engine, text
@@ -15,19 +16,30 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from earthkeep.catalog.db import create_db_engine, session_factory, translate_errors
 from earthkeep.catalog.migrate import upgrade
-from earthkeep.config import Settings
+from earthkeep.config import Section, Settings
 from earthkeep.events.base import Bus
 from earthkeep.events.memory import MemoryBus
 from earthkeep.jobs.handlers import HandlerRegistry
 from earthkeep.jobs.queue import JobQueue
 from earthkeep.store.base import Store
 
+if TYPE_CHECKING:
+    from earthkeep.apikeys import KeyCache
+    from earthkeep.domain import DomainContext
+
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
 class Services:
-    """The adapters of one process: catalog engine and sessions, store, queue, bus."""
+    """The adapters of one process: catalog engine and sessions, store, queue, bus.
+
+    ``wake_worker`` is set by ``earthkeep serve`` when this process runs a worker
+    (enqueuers call it so that work starts at once); ``api_keys`` is the API's
+    cache of verified keys. A domain's own state is reached through its
+    :class:`~earthkeep.domain.DomainContext` (``DOMAIN.of(services).state``).
+    """
 
     settings: Settings
     engine: Engine
@@ -36,7 +48,9 @@ class Services:
     registry: HandlerRegistry
     queue: JobQueue
     bus: Bus
-    extras: dict[str, Any] = field(default_factory=dict)
+    wake_worker: Callable[[], None] | None = None
+    api_keys: KeyCache | None = None
+    _states: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True, store: Store | None = None) -> Services:
@@ -56,6 +70,36 @@ class Services:
 
         register_all(services)
         return services
+
+    def domain(self, name: str) -> DomainContext[Any, Any]:
+        """The context of the domain called ``name`` (a clear error lists the known ones)."""
+        from earthkeep.domains import get
+
+        return get(name).of(self)
+
+    def domain_state(self, ctx: DomainContext[Any, T]) -> T:
+        """The state of ``ctx``'s domain in this process (see :attr:`DomainContext.state`)."""
+        name = ctx.domain.name
+        if name not in self._states:
+            factory = ctx.domain.state
+            if factory is None:
+                raise TypeError(f"domain {name!r} declares no state")
+            self._states.setdefault(name, factory(ctx))  # threads racing here all get the first one stored
+        state: T = self._states[name]
+        return state
+
+    def use_settings(self, section: Section) -> None:
+        """Make ``section`` this process's section of its name (tests and tools; other processes keep theirs).
+
+        The one way to override a domain's settings after :meth:`open`; before it,
+        ``load_settings(nightlights={...})`` does the same from plain values.
+        """
+        self.settings = self.settings.replaced(section)
+
+    def wake(self) -> None:
+        """Wake this process's worker, if it runs one, after enqueueing."""
+        if self.wake_worker is not None:
+            self.wake_worker()
 
     def check_catalog(self) -> None:
         """Raise :class:`SourceUnavailable` when the catalog database cannot be used."""

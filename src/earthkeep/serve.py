@@ -51,7 +51,8 @@ def _enqueue_schedule(services: Services, worker: Worker | None) -> callable:  #
 async def run_service(settings: Settings, roles: Sequence[str], *, services: Services | None = None,
                       stop: asyncio.Event | None = None) -> None:
     """Run the chosen roles until SIGINT/SIGTERM (or ``stop``)."""
-    services = services or await asyncio.to_thread(Services.open, settings)
+    if services is None:
+        services = await asyncio.to_thread(Services.open, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -63,12 +64,12 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
         w = settings.worker
         worker = Worker(services.queue, services.registry, services, concurrency=w.concurrency,
                         lease_s=w.lease_s, poll_s=w.poll_s)
-        services.extras["wake_worker"] = worker.wake
+        services.wake_worker = worker.wake
         tasks.append(asyncio.create_task(worker.run(stop)))
     scheduler = None
     if "scheduler" in roles:
         scheduler = Scheduler(_enqueue_schedule(services, worker))
-        for schedule in all_schedules(settings):
+        for schedule in all_schedules(services):
             scheduler.add(schedule)
         scheduler.start()
         log.info("scheduler.started", schedules=scheduler.next_runs())

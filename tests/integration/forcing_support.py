@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from earthkeep.config import Settings, load_settings
-from earthkeep.forcing import register
 from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings, forcing_config
 from earthkeep.runtime import Services
 from earthkeep.store.obstore import ObstoreStore
@@ -58,9 +57,7 @@ def make_settings(db_url: str, tmp: Path, base_url: str, *, timeout_s: float = 2
 
 
 def open_services(db_url: str, tmp: Path, base_url: str, **options: Any) -> Services:
-    services = Services.open(make_settings(db_url, tmp, base_url, **options), store=ObstoreStore.local(tmp / "store"))
-    register(services)
-    return services
+    return Services.open(make_settings(db_url, tmp, base_url, **options), store=ObstoreStore.local(tmp / "store"))
 
 
 def config(services: Services) -> ForcingConfig:

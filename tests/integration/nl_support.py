@@ -8,7 +8,7 @@ from typing import Any
 
 from earthkeep.config import load_settings
 from earthkeep.jobs.worker import Worker
-from earthkeep.nightlights import areas, handlers, requests
+from earthkeep.nightlights import areas, requests
 from earthkeep.nightlights.geometry import parse_area
 from earthkeep.nightlights.settings import NightlightsSettings
 from earthkeep.runtime import Services
@@ -23,9 +23,7 @@ def open_services(db_url: str, tmp_path: Path, store: Store, **nightlights: Any)
     settings = load_settings(catalog={"database_url": db_url}, transfer={"work_dir": str(tmp_path / "partial")},
                              worker={"backoff_base_s": 0.05})
     svc = Services.open(settings, store=store)
-    if requests.LAADS not in svc.registry:  # until the domain is wired into earthkeep.domains
-        handlers.register(svc)
-    svc.extras["nightlights.settings"] = NightlightsSettings(**{"earthdata_token": TOKEN, **nightlights})
+    svc.use_settings(NightlightsSettings(**{"earthdata_token": TOKEN, **nightlights}))
     return svc
 
 

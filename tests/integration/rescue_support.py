@@ -85,9 +85,4 @@ def services_for(db_url: str, tmp_path: Any, **transfer: Any) -> Services:
 
     settings = load_settings(catalog={"database_url": db_url},
                              transfer={"work_dir": str(tmp_path / "partial"), **transfer})
-    services = Services.open(settings, store=ObstoreStore.local(tmp_path / "store"))
-    if "rescue.discover" not in services.registry:  # until the lead wires the domain
-        from earthkeep.rescue.domain import register
-
-        register(services)
-    return services
+    return Services.open(settings, store=ObstoreStore.local(tmp_path / "store"))

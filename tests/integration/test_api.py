@@ -163,7 +163,7 @@ def test_verified_keys_are_cached_briefly_and_revocations_elsewhere_apply_within
     from earthkeep.catalog.tables import ApiKey
 
     now = [100.0]
-    services.extras["api_keys"] = KeyCache(2.0, clock=lambda: now[0])
+    services.api_keys = KeyCache(2.0, clock=lambda: now[0])
     admin = _key(services, "admin")
     hdr = {"Authorization": f"Bearer {admin}"}
 
@@ -191,7 +191,7 @@ def test_a_key_cache_of_zero_seconds_asks_the_catalog_every_time(services, clien
     from earthkeep.apikeys import KeyCache
     from earthkeep.catalog.tables import ApiKey
 
-    services.extras["api_keys"] = KeyCache(0)
+    services.api_keys = KeyCache(0)
     reader = _key(services, "read")
     hdr = {"Authorization": f"Bearer {reader}"}
     r = client.post("/jobs", json={"kind": "fetch"}, headers=hdr)

@@ -10,9 +10,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from granules_support import config, emulator, open_services
 
-from earthkeep.config import MailSettings
 from earthkeep.granules.mail import MailAlerts
 from earthkeep.granules.mirror import MirrorHooks, mirror
+from earthkeep.granules.settings import MailSettings
 from earthkeep.testbed.runner import serve_app
 from earthkeep.testbed.servers import free_port
 

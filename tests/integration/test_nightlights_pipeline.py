@@ -210,7 +210,7 @@ async def test_earth_engine_without_credentials_or_with_a_corrupt_export_fails(d
         [st] = await run_workers(svc, [req.id])
         assert "EARTHENGINE_KEY_FILE is not set" in st["months"][0]["acquisition"]["error"]
         assert earth_engine.calls == []
-        svc.extras["nightlights.settings"].ee_key_file = str(tmp_path / "key.json")
+        svc.use_settings(requests.nl_settings(svc).model_copy(update={"ee_key_file": str(tmp_path / "key.json")}))
         earth_engine.corrupt = True
         req = requests.submit(svc, area, "2023-01", "2023-01", source="earth_engine_export")
         [st] = await run_workers(svc, [req.id])

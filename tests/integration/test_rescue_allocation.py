@@ -10,7 +10,7 @@ from rescue_support import auth, client, count, key, seed_catalog, services_for
 from earthkeep.apikeys import revoke_key
 from earthkeep.catalog.tables import utcnow
 from earthkeep.rescue.allocation import reap
-from earthkeep.rescue.domain import rank_now, use_settings
+from earthkeep.rescue.domain import rank_now
 from earthkeep.rescue.settings import RescueSettings
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -20,7 +20,7 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 def services(db_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     svc = services_for(db_url, tmp_path)
-    use_settings(svc, RescueSettings(replication=2, lease_s=60, max_allocate=50, unknown_size_bytes=5000))
+    svc.use_settings(RescueSettings(replication=2, lease_s=60, max_allocate=50, unknown_size_bytes=5000))
     seed_catalog(svc, n_datasets=10, per_dataset=2, size=1000)
     rank_now(svc)
     yield svc

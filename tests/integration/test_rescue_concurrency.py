@@ -13,7 +13,7 @@ from earthkeep.catalog.db import translate_errors
 from earthkeep.config import load_settings
 from earthkeep.errors import SourceUnavailable
 from earthkeep.rescue import allocation
-from earthkeep.rescue.domain import rank_now, use_settings
+from earthkeep.rescue.domain import rank_now
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.runtime import Services
 from earthkeep.store.obstore import ObstoreStore
@@ -75,7 +75,7 @@ def test_fifty_nodes_never_over_allocate(pg_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = load_settings(catalog={"database_url": pg_url, "pool_size": 25})
     services = Services.open(settings, store=ObstoreStore.local(tmp_path / "store"))
-    use_settings(services, SETTINGS)
+    services.use_settings(SETTINGS)
     seed_catalog(services, n_datasets=150, per_dataset=2)  # 300 assets, 600 copies wanted
     rank_now(services)
     keys = [_key_row(services, key(services, "node", name=f"n{i}")) for i in range(NODES)]

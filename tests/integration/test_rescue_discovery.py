@@ -154,13 +154,13 @@ def test_jobs_and_schedules(db_url, tmp_path, monkeypatch):
     from rescue_support import services_for
 
     from earthkeep.jobs.handlers import JobContext
-    from earthkeep.rescue.domain import PROBE, discover_job, probe_job, reap_job, schedules, use_settings
+    from earthkeep.rescue.domain import PROBE, discover_job, probe_job, reap_job, schedules
 
     monkeypatch.chdir(tmp_path)
     svc = services_for(db_url, tmp_path, allow_private=True)
     assert {s.kind for s in schedules(svc.settings)} == {"rescue.discover", "rescue.rank", "rescue.reap"}
     with portal(80, seed=5) as (base, _emu):
-        use_settings(svc, RescueSettings(portal=base, probe_batch=50))
+        svc.use_settings(RescueSettings(portal=base, probe_batch=50))
         job = svc.queue.enqueue("rescue.discover", {"full": True}).job
         ctx = JobContext(job=job, services=svc, log=structlog.get_logger())
         out = asyncio.run(discover_job(ctx))

@@ -11,7 +11,7 @@ from rescue_support import count, key, portal, rescue_app, services_for
 from sqlalchemy import select
 
 from earthkeep.config import TransferSettings
-from earthkeep.rescue.domain import discover_now, use_settings
+from earthkeep.rescue.domain import discover_now
 from earthkeep.rescue.node import HttpNodeClient, RescueNode
 from earthkeep.rescue.selfnode import BAG_PREFIX, rescue_here
 from earthkeep.rescue.settings import RescueSettings
@@ -39,7 +39,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     svc = services_for(f"sqlite:///{tmp_path}/catalog.db", tmp_path, allow_private=True, retries=1)
     with portal(40, seed=21) as (base, emu):
-        use_settings(svc, RescueSettings(portal=base, replication=2, lease_s=60))
+        svc.use_settings(RescueSettings(portal=base, replication=2, lease_s=60))
         discover_now(svc)
         with serve_app(rescue_app(svc)) as server:
             yield svc, server, emu

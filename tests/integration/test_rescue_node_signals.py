@@ -23,7 +23,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from earthkeep.config import TransferSettings
-from earthkeep.rescue.domain import use_settings
 from earthkeep.rescue.node import HttpNodeClient, RescueNode
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.runtime import Services
@@ -59,7 +58,7 @@ def data_host(started: list[str]) -> Starlette:
 def world(tmp_path, monkeypatch) -> Iterator[tuple[Services, str, list[str]]]:
     monkeypatch.chdir(tmp_path)
     svc = services_for(f"sqlite:///{tmp_path}/catalog.db", tmp_path)
-    use_settings(svc, RescueSettings(replication=1))  # the default 15-minute lease
+    svc.use_settings(RescueSettings(replication=1))  # the default 15-minute lease
     started: list[str] = []
     with serve_app(data_host(started)) as files:
         seed_catalog(svc, n_datasets=5, per_dataset=2, size=SIZE, base=files, allow_private=True)

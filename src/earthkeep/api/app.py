@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.include_router(router)
     from earthkeep.domains import routers
 
-    for router in routers():
+    for router in routers():  # each domain's Domain.router
         app.include_router(router)
     web.install(app, settings.api)  # the dashboard at /, offline /docs and /redoc, CORS when configured
     return app

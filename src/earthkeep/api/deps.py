@@ -41,10 +41,9 @@ def _secret(request: Request) -> str | None:
 
 def key_cache(services: Services) -> KeyCache:
     """The process's cache of verified API keys (``EARTHKEEP_API_KEY_CACHE_SECONDS``)."""
-    cache = services.extras.get("api_keys")
-    if cache is None:
-        cache = services.extras["api_keys"] = KeyCache(services.settings.api.key_cache_s)
-    return cache  # type: ignore[no-any-return]
+    if services.api_keys is None:
+        services.api_keys = KeyCache(services.settings.api.key_cache_s)
+    return services.api_keys
 
 
 def _verify(services: Services, secret: str | None) -> ApiKey:

@@ -12,21 +12,9 @@ import typer
 from rich.table import Table
 
 from earthkeep import __version__
-from earthkeep.cli import (
-    areas,
-    catalog,
-    fetch,
-    forcing,
-    granules,
-    jobs,
-    keys,
-    nightlights,
-    rescue,
-    stations,
-    testbed,
-    weather,
-)
+from earthkeep.cli import catalog, jobs, keys, testbed
 from earthkeep.cli.common import console, err_console, friendly, set_config_file, set_wide, settings
+from earthkeep.domains import cli_commands
 from earthkeep.errors import ConfigError
 from earthkeep.waits import run as run_loop
 
@@ -41,16 +29,11 @@ app.add_typer(catalog.items_app, name="items")
 app.add_typer(catalog.runs_app, name="runs")
 app.add_typer(keys.app, name="keys")
 app.add_typer(testbed.app, name="testbed")
-app.add_typer(areas.app, name="areas")
-app.add_typer(nightlights.app, name="nightlights")
-app.add_typer(granules.app, name="granules")
-app.add_typer(granules.tasks_app, name="tasks")
-app.add_typer(stations.app, name="stations")
-app.add_typer(weather.app, name="weather")
-app.add_typer(forcing.app, name="forcing")
-app.add_typer(rescue.app, name="rescue")
-app.command("cleanup")(forcing.cleanup)
-app.command("fetch")(fetch.fetch)
+for _name, _cli in cli_commands():  # each domain's groups and commands (its Domain.cli)
+    if isinstance(_cli, typer.Typer):
+        app.add_typer(_cli, name=_name)
+    else:
+        app.command(_name)(_cli)
 
 
 def _print_version(value: bool) -> None:

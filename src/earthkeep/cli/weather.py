@@ -22,11 +22,7 @@ End = Annotated[datetime | None, typer.Option(help="ISO time, exclusive")]
 
 
 def ingest_settings() -> IngestSettings:
-    try:
-        s: IngestSettings = settings().section("ingest")
-    except KeyError:  # the domain is not wired in this build: read the environment directly
-        s = IngestSettings()
-    return s
+    return settings().of(IngestSettings)
 
 
 def _engine(write: bool = True) -> Any:

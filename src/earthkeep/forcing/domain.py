@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from earthkeep.domain import Domain, DomainContext
 from earthkeep.errors import SourceUnavailable
-from earthkeep.forcing.settings import forcing_config
+from earthkeep.forcing.settings import ForcingSettings, ForcingSourcesSettings, forcing_config
 from earthkeep.jobs.handlers import JobContext
 from earthkeep.scheduler import Schedule
 
@@ -53,17 +54,17 @@ async def cleanup_handler(ctx: JobContext) -> dict[str, Any]:
     return {k: v for k, v in stats.items() if k != "files"}
 
 
-def register(services: Services) -> None:
+def register(ctx: DomainContext[Any, Any]) -> None:
     """Register the forcing job kinds."""
-    services.registry.register(COLLECT, collect_handler, max_attempts=3, timeout_s=6 * 3600,
-                               description="collect GFS wind and Copernicus Marine currents")
-    services.registry.register(CLEANUP, cleanup_handler, max_attempts=3, timeout_s=3600,
-                               description="delete forcing files past MAX_DATA_AGE_DAYS (valid time)")
+    ctx.registry.register(COLLECT, collect_handler, max_attempts=3, timeout_s=6 * 3600,
+                          description="collect GFS wind and Copernicus Marine currents")
+    ctx.registry.register(CLEANUP, cleanup_handler, max_attempts=3, timeout_s=3600,
+                          description="delete forcing files past MAX_DATA_AGE_DAYS (valid time)")
 
 
 def schedules(settings: Settings) -> list[Schedule]:
     """``COLLECTION_SCHEDULE`` and ``CLEANUP_SCHEDULE`` (cron, UTC)."""
-    f = settings.forcing
+    f = settings.of(ForcingSettings)
     return [Schedule("forcing-collect", f.collection_schedule, COLLECT, {"history": True}),
             Schedule("forcing-cleanup", f.cleanup_schedule, CLEANUP, {})]
 
@@ -79,7 +80,14 @@ def on_startup(services: Services) -> int | None:
     enq = services.queue.enqueue(COLLECT, {"history": True, "reason": "startup"}, dedupe_key="forcing:collect",
                                  priority=10)
     log.info("forcing.startup_enqueued", job_id=enq.job.id, created=enq.created)
-    wake = services.extras.get("wake_worker")
-    if wake is not None:
-        wake()
+    services.wake()
     return enq.job.id
+
+
+DOMAIN: Domain[ForcingSettings, None] = Domain(
+    "forcing", register, settings=ForcingSettings, sections=(ForcingSourcesSettings,),
+    tables=("earthkeep.forcing.tables",), job_kinds=(COLLECT, CLEANUP),
+    schedules=lambda ctx: schedules(ctx.settings), on_startup=lambda ctx: on_startup(ctx.services),
+    router="earthkeep.api.routers.forcing:router",
+    cli={"forcing": "earthkeep.cli.forcing:app", "cleanup": "earthkeep.cli.forcing:cleanup"},
+)

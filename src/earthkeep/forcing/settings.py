@@ -1,12 +1,12 @@
-"""Settings of the forcing domain's sources (section ``[forcing_sources]``).
+"""Settings of the forcing domain: sections ``[forcing]`` and ``[forcing_sources]``.
 
-The Data Aggregator's own names (``HISTORICAL_DAYS``, ``FORECAST_HOURS``,
-``FORECAST_INTERVAL_HOURS``, ``COLLECTION_SCHEDULE``, ``CLEANUP_SCHEDULE``,
-``MAX_DATA_AGE_DAYS``, ``COPERNICUS_USERNAME``/``PASSWORD``) live in
-:class:`earthkeep.config.ForcingSettings`; this section adds where the data
-comes from: GFS mirrors and inventory patterns, the Copernicus Marine dataset,
-the bounding box and depth of currents, and concurrency. Every environment
-name starts with ``FORCING_``.
+:class:`ForcingSettings` (``[forcing]``) keeps the Data Aggregator's own names
+(``HISTORICAL_DAYS``, ``FORECAST_HOURS``, ``FORECAST_INTERVAL_HOURS``,
+``COLLECTION_SCHEDULE``, ``CLEANUP_SCHEDULE``, ``MAX_DATA_AGE_DAYS``,
+``COPERNICUS_USERNAME``/``PASSWORD``); :class:`ForcingSourcesSettings` adds
+where the data comes from: GFS mirrors and inventory patterns, the Copernicus
+Marine dataset, the bounding box and depth of currents, and concurrency. Every
+environment name of the latter starts with ``FORCING_``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from earthkeep.config import ForcingSettings, Section
+from earthkeep.config import Section, check_cron
 from earthkeep.sources.gfs import MIRRORS
 
 if TYPE_CHECKING:
@@ -40,6 +40,29 @@ def _split(value: Any) -> Any:
 
 
 Names = Annotated[list[str], NoDecode]
+
+
+class ForcingSettings(Section):
+    """GFS wind and Copernicus Marine currents (the Data Aggregator's names)."""
+
+    section: ClassVar[str] = "forcing"
+    copernicus_username: str | None = Field(None, validation_alias=_env("COPERNICUS_USERNAME", "copernicus_username"))
+    copernicus_password: SecretStr | None = Field(
+        None, validation_alias=_env("COPERNICUS_PASSWORD", "copernicus_password")
+    )
+    historical_days: int = Field(7, ge=0, le=366, validation_alias=_env("HISTORICAL_DAYS", "historical_days"))
+    forecast_hours: int = Field(120, ge=0, le=384, validation_alias=_env("FORECAST_HOURS", "forecast_hours"))
+    forecast_interval_hours: int = Field(
+        3, ge=1, le=24, validation_alias=_env("FORECAST_INTERVAL_HOURS", "forecast_interval_hours")
+    )
+    collection_schedule: str = Field("0 */6 * * *", validation_alias=_env("COLLECTION_SCHEDULE", "collection_schedule"))
+    cleanup_schedule: str = Field("0 2 * * *", validation_alias=_env("CLEANUP_SCHEDULE", "cleanup_schedule"))
+    max_data_age_days: int = Field(14, ge=1, le=3660, validation_alias=_env("MAX_DATA_AGE_DAYS", "max_data_age_days"))
+
+    @field_validator("collection_schedule", "cleanup_schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
 
 
 class ForcingSourcesSettings(Section):
@@ -173,9 +196,5 @@ class ForcingConfig:
 
 
 def forcing_config(settings: Settings) -> ForcingConfig:
-    """The forcing configuration of ``settings`` (section defaults when not wired in yet)."""
-    try:
-        sources = settings.section("forcing_sources")
-    except KeyError:
-        sources = ForcingSourcesSettings()  # type: ignore[call-arg]  # values come from env/TOML/defaults
-    return ForcingConfig(settings.forcing, sources)
+    """The forcing configuration of ``settings`` (sections ``[forcing]`` and ``[forcing_sources]``)."""
+    return ForcingConfig(settings.of(ForcingSettings), settings.of(ForcingSourcesSettings))

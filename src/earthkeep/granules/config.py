@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from earthkeep.config import GranuleSettings, MailSettings
-from earthkeep.granules.settings import ViirsSettings
+from earthkeep.granules.settings import GranuleSettings, MailSettings, ViirsSettings
 from earthkeep.sources.gina import Selection
 
 if TYPE_CHECKING:
@@ -23,12 +22,8 @@ class GranuleConfig:
 
     @classmethod
     def of(cls, settings: Settings) -> GranuleConfig:
-        """From the effective settings (``[viirs]`` defaults apply until the lead wires the section)."""
-        try:
-            viirs = settings.section("viirs")
-        except KeyError:
-            viirs = ViirsSettings()
-        return cls(settings.granules, viirs, settings.mail)
+        """From the effective settings."""
+        return cls(settings.of(GranuleSettings), settings.of(ViirsSettings), settings.of(MailSettings))
 
     def selection(self, backfill_days: int | None = None) -> Selection:
         """What a mirror run asks GINA for."""

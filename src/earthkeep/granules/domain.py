@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from earthkeep.domain import Domain, DomainContext
 from earthkeep.errors import Conflict
 from earthkeep.granules.config import GranuleConfig
+from earthkeep.granules.settings import GranuleSettings, MailSettings, ViirsSettings
 from earthkeep.scheduler import Schedule
 
 if TYPE_CHECKING:
@@ -56,8 +58,8 @@ async def retention_job(ctx: JobContext) -> dict[str, Any]:
     return await apply_retention(ctx.services, cfg.core.retention_days, watch_dir=cfg.viirs.watch_dir)
 
 
-def register(services: Services) -> None:
-    reg = services.registry
+def register(ctx: DomainContext[Any, Any]) -> None:
+    reg = ctx.registry
     reg.register(MIRROR_KIND, mirror_job, max_attempts=3, timeout_s=6 * 3600,
                  description="mirror VIIRS SDR granules from GINA NRT")
     reg.register(ELEMENTS_KIND, elements_job, max_attempts=5, timeout_s=600,
@@ -130,3 +132,12 @@ async def run_collector(services: Services, collector: Collector, *, mirror_ever
             for t in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+
+
+DOMAIN: Domain[GranuleSettings, None] = Domain(
+    "granules", register, settings=GranuleSettings, sections=(MailSettings, ViirsSettings),
+    tables=("earthkeep.granules.tables",), job_kinds=(MIRROR_KIND, ELEMENTS_KIND, RETENTION_KIND),
+    schedules=lambda ctx: schedules(ctx.settings),
+    router="earthkeep.api.routers.granules:router",
+    cli={"granules": "earthkeep.cli.granules:app", "tasks": "earthkeep.cli.granules:tasks_app"},
+)

@@ -19,7 +19,7 @@ from email.message import EmailMessage
 
 import structlog
 
-from earthkeep.config import MailSettings
+from earthkeep.granules.settings import MailSettings
 
 log = structlog.get_logger(__name__)
 MAX_GROUPS = 100

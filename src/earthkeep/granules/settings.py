@@ -1,16 +1,17 @@
-"""Settings of the granules domain beyond the VIIRS collector's own names (``[viirs]`` in earthkeep.toml).
+"""Settings of the granules domain: sections ``[granules]``, ``[mail]`` and ``[viirs]``.
 
-The collector's environment names (``VIIRS_RETENTION``, ``NUM_GINA_CONNECTIONS``,
-``GINA_BACKFILL_DAYS``, ``VIIRS_FACILITY``) live in
-:class:`earthkeep.config.GranuleSettings`, the mail ones (``MAILHOST``,
-``LOG_SENDER``, ``LOG_RECIPIENT``) in :class:`earthkeep.config.MailSettings`.
+The VIIRS collector's environment names (``VIIRS_RETENTION``,
+``NUM_GINA_CONNECTIONS``, ``GINA_BACKFILL_DAYS``, ``VIIRS_FACILITY``) are
+:class:`GranuleSettings`, its mail ones (``MAILHOST``, ``LOG_SENDER``,
+``LOG_RECIPIENT``) :class:`MailSettings`; :class:`ViirsSettings` holds
+earthkeep's additions.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -21,6 +22,30 @@ from earthkeep.sources.gina import GINA, PLATFORMS, SEGMENT_GROUPS
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+class MailSettings(Section):
+    """Error e-mails (the VIIRS collector's names)."""
+
+    section: ClassVar[str] = "mail"
+    mailhost: str | None = Field(None, validation_alias=_env("MAILHOST", "mailhost"))
+    sender: str | None = Field(None, validation_alias=_env("LOG_SENDER", "sender"))
+    recipient: str | None = Field(None, validation_alias=_env("LOG_RECIPIENT", "recipient"))
+
+
+class GranuleSettings(Section):
+    """Satellite granule mirroring (the VIIRS collector's names)."""
+
+    section: ClassVar[str] = "granules"
+    retention_days: int | None = Field(None, ge=1, validation_alias=_env("VIIRS_RETENTION", "retention_days"))
+    connections: int = Field(4, ge=1, le=32, validation_alias=_env("NUM_GINA_CONNECTIONS", "connections"))
+    backfill_days: int = Field(2, ge=0, le=60, validation_alias=_env("GINA_BACKFILL_DAYS", "backfill_days"))
+    facility: Literal["gilmore", "uafgina"] = Field("gilmore", validation_alias=_env("VIIRS_FACILITY", "facility"))
+
+    @field_validator("facility", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
 
 
 class Product(BaseModel):

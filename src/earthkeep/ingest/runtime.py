@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from earthkeep.runtime import Services
 
 log = structlog.get_logger(__name__)
-KEY = "ingest"
 
 
 class IngestRuntime:
@@ -147,16 +146,15 @@ class IngestRuntime:
 
 
 def ingest_settings(services: Services) -> IngestSettings:
-    try:
-        settings: IngestSettings = services.settings.section("ingest")
-    except KeyError:
-        settings = IngestSettings()
-    return settings
+    """The ``[ingest]`` section of ``services``."""
+    return services.settings.of(IngestSettings)
 
 
 def runtime_for(services: Services, settings: IngestSettings | None = None) -> IngestRuntime:
     """The process's :class:`IngestRuntime` (created on first use; ``settings`` only then)."""
-    rt = services.extras.get(KEY)
-    if rt is None:
-        rt = services.extras[KEY] = IngestRuntime(services, settings or ingest_settings(services))
-    return rt  # type: ignore[no-any-return]
+    from earthkeep.ingest.domain import DOMAIN
+
+    state = DOMAIN.of(services).state
+    if state.runtime is None:
+        state.runtime = IngestRuntime(services, settings or ingest_settings(services))
+    return state.runtime

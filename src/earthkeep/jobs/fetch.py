@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from earthkeep.catalog.items import AssetSpec, upsert_item
 from earthkeep.catalog.tables import utcnow
+from earthkeep.domain import Domain, DomainContext
 from earthkeep.errors import InvalidInput
 from earthkeep.events.base import Event
 from earthkeep.jobs.handlers import JobContext
@@ -101,6 +102,10 @@ def validator(allow_private: bool) -> Callable[[dict[str, Any]], None]:
     return validate
 
 
-def register(services: Services) -> None:
-    services.registry.register(KIND, fetch_handler, description="download one URL into the store as an item",
-                               validate=validator(services.settings.transfer.allow_private))
+def register(ctx: DomainContext[Any, Any]) -> None:
+    ctx.registry.register(KIND, fetch_handler, description="download one URL into the store as an item",
+                          validate=validator(ctx.settings.transfer.allow_private))
+
+
+DOMAIN: Domain[Any, None] = Domain("downloads", register, job_kinds=(KIND,), cli={"fetch": "earthkeep.cli.fetch:fetch"})
+"""The ``downloads`` domain: the ``fetch`` job kind (its items are in the core catalog tables)."""

@@ -1,4 +1,4 @@
-"""The nightlights job kinds and their schedule (the domain's ``register``/``schedules``).
+"""The nightlights job kinds (registered through :data:`earthkeep.nightlights.domain.DOMAIN`).
 
 * ``laads_download`` {area_id, month}: list the month's nights on LAADS, fetch the
   tiles the area needs through the transfer engine (each tile once for all areas),
@@ -33,17 +33,17 @@ from earthkeep.errors import Conflict, EarthkeepError, InvalidInput, NotFound
 from earthkeep.jobs.handlers import JobContext
 from earthkeep.jobs.worker import PERMANENT
 from earthkeep.nightlights import keys
+from earthkeep.nightlights.domain import DOMAIN
 from earthkeep.nightlights.months import days_of, month_bounds, parse_month
 from earthkeep.nightlights.processing import process_request
 from earthkeep.nightlights.requests import EARTH_ENGINE, ETL, LAADS, SWEEP, nl_settings, record_input, sweep
 from earthkeep.nightlights.tables import Area
 from earthkeep.raster.grid import BLACK_MARBLE_RES, snap
-from earthkeep.scheduler import Schedule
 from earthkeep.sources import blackmarble
 from earthkeep.transfer.engine import TransferRequest, TransferResult
 
 if TYPE_CHECKING:
-    from earthkeep.config import Settings
+    from earthkeep.domain import DomainContext
     from earthkeep.runtime import Services
 
 log = structlog.get_logger(__name__)
@@ -115,7 +115,7 @@ async def _laads(services: Services, area: Area, month: str) -> tuple[list[str],
 async def _fetch_once(services: Services, engine: Any, req: TransferRequest,
                       gate: asyncio.Semaphore) -> TransferResult | None:
     """Fetch a raw tile unless it is stored; concurrent jobs of this process wait for each other per tile."""
-    locks: dict[str, list[Any]] = services.extras.setdefault("nightlights.tile_locks", {})
+    locks = DOMAIN.of(services).state.tile_locks
     entry = locks.setdefault(req.key, [asyncio.Lock(), 0])
     entry[1] += 1
     try:
@@ -251,8 +251,8 @@ async def sweep_handler(ctx: JobContext) -> dict[str, Any]:
     return {"etl_jobs": started}
 
 
-def register(services: Services) -> None:
-    reg = services.registry
+def register(ctx: DomainContext[Any, Any]) -> None:
+    reg = ctx.registry
     reg.register(LAADS, laads_handler, max_attempts=5, timeout_s=6 * 3600,
                  description="download a month of VNP46A2 tiles for an area from LAADS")
     reg.register(EARTH_ENGINE, earth_engine_handler, max_attempts=5, timeout_s=3600,
@@ -261,11 +261,3 @@ def register(services: Services) -> None:
                  description="monthly composites, COGs and electrification metrics of a request")
     reg.register(SWEEP, sweep_handler, max_attempts=1, timeout_s=300,
                  description="start processing whose acquisition jobs all ended", housekeeping=True)
-
-
-def schedules(settings: Settings) -> list[Schedule]:
-    try:
-        cron = settings.section("nightlights").sweep_schedule
-    except KeyError:
-        cron = "*/5 * * * *"
-    return [Schedule("nightlights-sweep", cron, SWEEP, {})]

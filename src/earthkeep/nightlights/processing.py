@@ -33,6 +33,7 @@ from earthkeep.catalog.tables import Job
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.events.base import Event
 from earthkeep.nightlights import keys
+from earthkeep.nightlights.domain import DOMAIN
 from earthkeep.nightlights.months import month_bounds, months_between
 from earthkeep.nightlights.requests import LAADS, get_request, lock_area, locked, nl_settings
 from earthkeep.nightlights.results import upsert_result
@@ -227,7 +228,10 @@ async def area_weights(services: Services, area: Area, grid: Grid) -> CoverageWe
     grids are WGS84): another geometry or grid is another key, and updating or deleting an area purges
     its stored weights (:func:`purge_objects`). An unreadable stored copy is computed again.
     """
-    cache: WeightCache = services.extras.setdefault("nightlights.weights", WeightCache())
+    state = DOMAIN.of(services).state
+    if state.weights is None:
+        state.weights = WeightCache()
+    cache = state.weights
     grid_digest = grid.digest()
     digest = f"{geometry_digest(area.geom)}-{grid_digest}"
     cached = cache.get((area.id, digest))
@@ -265,7 +269,7 @@ async def purge_objects(services: Services, area_id: int) -> int:
         for o in await services.store.list(prefix):
             await services.store.delete(o.key)
             n += 1
-    cache = services.extras.get("nightlights.weights")
-    if isinstance(cache, WeightCache):
+    cache = DOMAIN.of(services).state.weights
+    if cache is not None:
         cache.drop(lambda k: isinstance(k, tuple) and k[0] == area_id)
     return n

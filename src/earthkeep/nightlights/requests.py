@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from earthkeep.catalog.db import is_sqlite, session_factory, translate_errors
 from earthkeep.catalog.tables import Job, utcnow
 from earthkeep.errors import InvalidInput, NotFound
+from earthkeep.nightlights.domain import DOMAIN, EARTH_ENGINE, ETL, LAADS, SWEEP
 from earthkeep.nightlights.months import month_range, months_between
 from earthkeep.nightlights.settings import NightlightsSettings
 from earthkeep.nightlights.tables import Area, Input, Request, Result
@@ -32,10 +33,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-LAADS = "laads_download"
-EARTH_ENGINE = "earth_engine_export"
-ETL = "etl_processing"
-SWEEP = "nightlights_sweep"
+__all__ = ["EARTH_ENGINE", "ETL", "LAADS", "SWEEP"]  # the kind names, declared by the domain
 UPLOAD = "upload"
 SOURCE_ALIASES = {"laads": LAADS, LAADS: LAADS, "earth_engine": EARTH_ENGINE, "earthengine": EARTH_ENGINE,
                   "ee": EARTH_ENGINE, EARTH_ENGINE: EARTH_ENGINE}
@@ -44,15 +42,8 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 
 def nl_settings(services: Services) -> NightlightsSettings:
-    """The domain's settings (``extras["nightlights.settings"]`` wins, for tests and tools)."""
-    override = services.extras.get("nightlights.settings")
-    if override is not None:
-        return override  # type: ignore[no-any-return]
-    try:
-        return services.settings.section("nightlights")  # type: ignore[no-any-return]
-    except KeyError:
-        services.extras["nightlights.settings"] = NightlightsSettings()
-        return services.extras["nightlights.settings"]  # type: ignore[no-any-return]
+    """The domain's settings (``services.use_settings`` replaces them, for tests and tools)."""
+    return services.settings.of(NightlightsSettings)
 
 
 def resolve_source(name: str | None, settings: NightlightsSettings) -> str:
@@ -66,12 +57,11 @@ def resolve_source(name: str | None, settings: NightlightsSettings) -> str:
 
 def locked(services: Services) -> Session:
     """A write session serialised per database (SQLite) or per area row (PostgreSQL, see :func:`lock_area`)."""
-    factory = services.extras.get("nightlights.locked_sessions")
-    if factory is None:
+    state = DOMAIN.of(services).state
+    if state.locked_sessions is None:
         opts = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(services.engine) else {}
-        factory = session_factory(services.engine.execution_options(**opts))
-        services.extras["nightlights.locked_sessions"] = factory
-    return factory()  # type: ignore[no-any-return]
+        state.locked_sessions = session_factory(services.engine.execution_options(**opts))
+    return state.locked_sessions()
 
 
 def lock_area(s: Session, area_id: int) -> Area:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from earthkeep.catalog.db import translate_errors
 from earthkeep.errors import NotFound
 from earthkeep.nightlights import keys
+from earthkeep.nightlights.domain import DOMAIN
 from earthkeep.nightlights.months import parse_month
 from earthkeep.nightlights.requests import nl_settings
 from earthkeep.nightlights.results import get_result
@@ -62,7 +62,7 @@ async def get_tile(services: Services, area_id: int, month: str, z: int, x: int,
 
 async def _cog(services: Services, key: str) -> bytes:
     """COG bytes, kept for the last few composites (invalidated by size and etag)."""
-    cache: OrderedDict[str, tuple[Any, bytes]] = services.extras.setdefault("nightlights.cogs", OrderedDict())
+    cache = DOMAIN.of(services).state.cogs
     info = await services.store.head(key)
     stamp = (info.size, info.etag, info.sha256)
     hit = cache.get(key)

@@ -1,4 +1,4 @@
-"""The rescue domain's hooks: job kinds, schedules, and its settings as the services see them.
+"""The rescue domain's hooks: job kinds, schedules, its settings and state as the services see them.
 
 Job kinds: ``rescue.discover`` (list the portal, keep it, then rank and queue a
 probe), ``rescue.probe`` (HEAD sizes, scrape landing pages), ``rescue.rank``
@@ -10,8 +10,10 @@ probe), ``rescue.probe`` (HEAD sizes, scrape landing pages), ``rescue.rank``
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from earthkeep.domain import Domain, DomainContext
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.scheduler import Schedule
 
@@ -21,28 +23,18 @@ if TYPE_CHECKING:
     from earthkeep.runtime import Services
 
 DISCOVER, PROBE, RANK, REAP, SELF = "rescue.discover", "rescue.probe", "rescue.rank", "rescue.reap", "rescue.self"
-EXTRA = "rescue.settings"
 
 
 def rescue_settings(services: Services) -> RescueSettings:
-    """One set on the services (``use_settings``), else the ``[rescue]`` section, else the defaults."""
-    if EXTRA in services.extras:
-        chosen: RescueSettings = services.extras[EXTRA]
-        return chosen
-    try:
-        found: RescueSettings = services.settings.section("rescue")
-        return found
-    except KeyError:
-        pass
-    if EXTRA not in services.extras:
-        services.extras[EXTRA] = RescueSettings()
-    value: RescueSettings = services.extras[EXTRA]
-    return value
+    """The ``[rescue]`` section of ``services`` (``services.use_settings`` replaces it)."""
+    return services.settings.of(RescueSettings)
 
 
-def use_settings(services: Services, settings: RescueSettings) -> None:
-    """Make ``settings`` the rescue settings of ``services`` (tests, before the lead wires the section)."""
-    services.extras[EXTRA] = settings
+@dataclass
+class RescueState:
+    """When this process last reaped expired leases (``time.monotonic()``; the API reaps every few seconds)."""
+
+    reaped_at: float = float("-inf")
 
 
 def rank_now(services: Services) -> int:
@@ -111,8 +103,8 @@ async def self_job(ctx: JobContext) -> dict[str, Any]:
                              capacity_bytes=ctx.payload.get("capacity_bytes"))
 
 
-def register(services: Services) -> None:
-    r = services.registry
+def register(ctx: DomainContext[Any, Any]) -> None:
+    r = ctx.registry
     r.register(DISCOVER, discover_job, max_attempts=3, timeout_s=6 * 3600,
                description="list a CKAN portal into the rescue catalog")
     r.register(PROBE, probe_job, max_attempts=3, timeout_s=3600, description="HEAD sizes, scrape landing pages")
@@ -123,11 +115,16 @@ def register(services: Services) -> None:
 
 
 def schedules(settings: Settings) -> list[Schedule]:
-    try:
-        s: RescueSettings = settings.section("rescue")
-    except KeyError:
-        s = RescueSettings()
+    s = settings.of(RescueSettings)
     return [Schedule("rescue-discover", s.discover_schedule, DISCOVER),
             Schedule("rescue-sweep", s.sweep_schedule, DISCOVER, {"sweep": True}),
             Schedule("rescue-rank", s.rank_schedule, RANK),
             Schedule("rescue-reap", s.reap_schedule, REAP)]
+
+
+DOMAIN: Domain[RescueSettings, RescueState] = Domain(
+    "rescue", register, settings=RescueSettings, tables=("earthkeep.rescue.tables",),
+    job_kinds=(DISCOVER, PROBE, RANK, REAP, SELF), schedules=lambda ctx: schedules(ctx.settings),
+    state=lambda ctx: RescueState(), router="earthkeep.api.routers.rescue:router",
+    cli={"rescue": "earthkeep.cli.rescue:app"},
+)

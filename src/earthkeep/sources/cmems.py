@@ -17,12 +17,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from earthkeep.config import ForcingSettings
 from earthkeep.errors import InvalidInput, SourceUnavailable
 from earthkeep.retry import Backoff, retry_async
+
+if TYPE_CHECKING:
+    from earthkeep.forcing.settings import ForcingSettings
 
 log = structlog.get_logger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from earthkeep.config import ConfigError, ForcingSettings, load_settings
+from earthkeep.config import ConfigError, load_settings
 from earthkeep.forcing.domain import schedules
-from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings
+from earthkeep.forcing.settings import ForcingConfig, ForcingSettings, ForcingSourcesSettings
 
 
 def test_sources_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

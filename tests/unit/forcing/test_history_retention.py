@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from earthkeep.config import ForcingSettings
 from earthkeep.forcing.history import Outlook, gaps, series_files
 from earthkeep.forcing.retention import Held, plan_retention
-from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings
+from earthkeep.forcing.settings import ForcingConfig, ForcingSettings, ForcingSourcesSettings
 
 NOW = datetime(2024, 1, 8, 7, 30, tzinfo=UTC)
 

@@ -7,6 +7,7 @@ import pytest
 from shapely.geometry import box
 
 from earthkeep.nightlights import keys, processing
+from earthkeep.nightlights.domain import DOMAIN, NightlightsState
 from earthkeep.raster.grid import snap
 from earthkeep.raster.zonal import CoverageWeights
 from earthkeep.store.memory import MemoryStore
@@ -29,8 +30,24 @@ def computed(monkeypatch):
     return grids
 
 
+class _Worker:
+    """What the weights use of a process's services: the store and the nightlights domain's state."""
+
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.restart()
+
+    def restart(self) -> None:
+        """A new worker: nothing in memory, the store still holds what was put there."""
+        self.state = NightlightsState()
+
+    def domain_state(self, ctx):
+        assert ctx.domain is DOMAIN
+        return self.state
+
+
 def _services():
-    return SimpleNamespace(extras={}, store=MemoryStore())
+    return _Worker()
 
 
 def _same(a, b):
@@ -44,7 +61,7 @@ async def test_weights_are_computed_once_then_read_from_memory_or_the_store(comp
     first = await processing.area_weights(svc, area, grid)
     assert len(computed) == 1 and first.cells.size > 0
     assert await processing.area_weights(svc, area, grid) is first  # the same worker: memory
-    svc.extras.clear()  # a new worker: nothing in memory, the store still holds them
+    svc.restart()  # a new worker: nothing in memory, the store still holds them
     _same(await processing.area_weights(svc, area, grid), first)
     assert len(computed) == 1
     assert [o.key for o in await svc.store.list(WEIGHTS)] == [
@@ -73,7 +90,7 @@ async def test_an_unreadable_stored_copy_is_computed_again_and_replaced(computed
     first = await processing.area_weights(svc, area, grid)
     [obj] = await svc.store.list(WEIGHTS)
     await svc.store.put(obj.key, (await svc.store.get(obj.key))[:-5])  # cut short
-    svc.extras.clear()
+    svc.restart()
     _same(await processing.area_weights(svc, area, grid), first)
     assert len(computed) == 2
     _same(CoverageWeights.from_bytes(await svc.store.get(obj.key)), first)

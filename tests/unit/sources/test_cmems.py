@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from earthkeep.config import ForcingSettings
 from earthkeep.errors import InvalidInput, SourceUnavailable
+from earthkeep.forcing.settings import ForcingSettings
 from earthkeep.sources import cmems
 from earthkeep.testbed.cmems import FakeCopernicus, InvalidUsernameOrPassword, TooManyRequests
 

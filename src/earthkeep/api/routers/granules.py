@@ -34,10 +34,7 @@ class FinishIn(BaseModel):
 
 
 def _lease(services: Any) -> float:
-    try:
-        return float(services.settings.section("viirs").task_lease_s)
-    except KeyError:
-        return float(ViirsSettings().task_lease_s)
+    return float(services.settings.of(ViirsSettings).task_lease_s)
 
 
 @router.get("/granules/messages")

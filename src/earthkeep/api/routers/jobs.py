@@ -35,9 +35,7 @@ async def enqueue_job(body: JobIn, request: Request, services: ServicesDep, _: A
     services.registry.check(body.kind, body.payload)  # unknown kind, bad payload, refused URL: 422, nothing queued
     res = await asyncio.to_thread(services.queue.enqueue, body.kind, body.payload, dedupe_key=body.dedupe_key,
                                   priority=body.priority, trace_id=trace_id)
-    wake = services.extras.get("wake_worker")
-    if wake:
-        wake()
+    services.wake()
     return JobOut.model_validate(res.job)
 
 

@@ -55,9 +55,7 @@ def _trace(request: Request) -> str | None:
 
 
 def _wake(services: Services) -> None:
-    wake = services.extras.get("wake_worker")
-    if wake:
-        wake()
+    services.wake()
 
 
 async def _body(request: Request) -> bytes:

@@ -20,7 +20,7 @@ from earthkeep.catalog.db import translate_errors
 from earthkeep.catalog.tables import ApiKey
 from earthkeep.logs import current_trace_id
 from earthkeep.rescue import allocation, priority, queries
-from earthkeep.rescue.domain import DISCOVER, RANK, reap_now, rescue_settings
+from earthkeep.rescue.domain import DISCOVER, DOMAIN, RANK, reap_now, rescue_settings
 from earthkeep.rescue.status import status as rescue_status
 from earthkeep.runtime import Services
 from earthkeep.transfer.urls import check_url_offline
@@ -41,8 +41,9 @@ def _tx(services: Services, fn: Callable[..., T], *args: Any, **kwargs: Any) -> 
 def _maybe_reap(services: Services) -> None:
     """Expired leases go back to the pool at most every few seconds per process (and on schedule)."""
     now = time.monotonic()
-    if now - services.extras.get("rescue.reaped_at", 0.0) >= REAP_EVERY_S:
-        services.extras["rescue.reaped_at"] = now
+    state = DOMAIN.of(services).state
+    if now - state.reaped_at >= REAP_EVERY_S:
+        state.reaped_at = now
         with translate_errors("catalog"):
             reap_now(services)
 
