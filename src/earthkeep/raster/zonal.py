@@ -211,11 +211,7 @@ def zonal_metrics_many(
     flat_nights = None if nights is None else nights.reshape(-1)
     compiled = _compiled_kernel(kernel, flat, flat_nights)
     if compiled is not None:
-        none = np.empty(0, np.float32)
-        cols = compiled.zonal_columns(
-            flat, st.cells, st.coverage, st.covered_km2, off, float(threshold),
-            none if flat_nights is None else flat_nights, flat_nights is not None,
-        )  # fmt: skip
+        cols = _compiled_columns(compiled, flat, st, float(threshold), flat_nights)
     else:
         cols = _numpy_columns(flat, st, threshold, flat_nights)
     valid_area, weight, total, lit_area, lit_pixels, median, ksum, knsum = cols.tolist()
@@ -260,6 +256,28 @@ def _numpy_columns(
         )
         a0 = a1
     return cols
+
+
+_PARALLEL_CELLS = 1 << 15  # fewer cells than this: one thread (starting the others costs more than it saves)
+_parallel_lock = threading.Lock()
+
+
+def _compiled_columns(
+    compiled: Any, flat: np.ndarray, st: StackedWeights, threshold: float, flat_nights: np.ndarray | None
+) -> np.ndarray:
+    """The numba kernel's columns: the areas shared among numba's threads (``NUMBA_NUM_THREADS``, default
+    one per core) when there are several areas and enough cells, else in this thread. One parallel call
+    at a time: numba's fallback threading layer (workqueue) aborts the process if two threads launch
+    parallel work at once, so a call that finds it busy runs on its own thread."""
+    nights = np.empty(0, np.float32) if flat_nights is None else flat_nights
+    args = (flat, st.cells, st.coverage, st.covered_km2, st.offsets, threshold, nights, flat_nights is not None)
+    threads = min(compiled.threads(), len(st))
+    if threads > 1 and st.cells.size >= _PARALLEL_CELLS and _parallel_lock.acquire(blocking=False):
+        try:
+            return compiled.zonal_columns_parallel(*args, threads)
+        finally:
+            _parallel_lock.release()
+    return compiled.zonal_columns(*args)
 
 
 def _compiled_kernel(kernel: str | None, flat: np.ndarray, flat_nights: np.ndarray | None) -> Any:

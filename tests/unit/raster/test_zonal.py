@@ -230,6 +230,30 @@ def test_the_numba_kernel_gives_the_numpy_paths_numbers(kind, threshold):
             assert fast[3]["sum_radiance"] is None and fast[3]["median_radiance"] is None
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_the_areas_shared_among_threads_give_the_one_thread_numbers(threads):
+    from earthkeep.raster import _zonal_numba
+
+    weights = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    flat, nights = _values_of_kind("many ties", coverage_weights(KERNEL_SHAPES, GRID)).reshape(-1), _nights()
+    args = (flat, weights.cells, weights.coverage, weights.covered_km2, weights.offsets, 1.0, nights.reshape(-1), True)
+    lanes, lane_offsets = _zonal_numba._lanes(weights.offsets, threads)
+    assert sorted(lanes.tolist()) == list(range(len(weights))) and lane_offsets[-1] == len(weights)
+    one = _zonal_numba.zonal_columns(*args)
+    np.testing.assert_array_equal(_zonal_numba.zonal_columns_parallel(*args, threads), one)  # NaN == NaN here
+    assert np.isfinite(one[5]).sum() == len(weights) - 1  # every median computed but the all-NaN area's
+
+
+def test_a_second_caller_while_the_threads_are_busy_runs_on_its_own_thread(monkeypatch):
+    weights = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    values = _raster(5)
+    free = zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
+    with zonal._parallel_lock:  # as if another thread were in the parallel kernel
+        assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == free
+    monkeypatch.setattr(zonal, "_PARALLEL_CELLS", 1 << 62)  # too few cells to share out
+    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == free
+
+
 def test_the_kernel_is_chosen_by_name_or_environment_and_numpy_is_the_fallback(monkeypatch):
     weights = coverage_weights(SHAPES, GRID)
     values = _raster(3)
