@@ -323,7 +323,7 @@ def zonal_columns_parallel(
     """:func:`zonal_columns` with the areas shared out among ``threads`` threads (:func:`_lanes`); each
     area is computed as in :func:`zonal_columns`, so the numbers are the same."""
     out = np.full((8, offsets.size - 1), np.nan)
-    lanes, lane_offsets = _lanes(offsets, threads)
+    lanes, lane_offsets = _lanes(offsets.copy(), threads)  # (a writable copy: the stored weights are read-only)
     for t in numba.prange(threads):
         order = lanes[lane_offsets[t] : lane_offsets[t + 1]]
         _areas(flat, cells, coverage, covered, offsets, threshold, nights, has_nights, order, out)

@@ -157,6 +157,58 @@ class StackedWeights:
     def __len__(self) -> int:
         return int(self.offsets.size - 1)
 
+    def to_bytes(self) -> bytes:
+        """``_STACK_MAGIC``; area count, cell count, grid digest length; a checksum of the arrays (their
+        64-bit words summed and xor-ed); the digest (8-byte aligned); then offsets (int64), areas (float64),
+        cells (int64), coverage and covered area (float64), little-endian: read back with one copy and a
+        pass over the words (:meth:`from_bytes`), no stacking."""
+        digest = self.grid_digest.encode()
+        body = b"".join(
+            np.ascontiguousarray(a, dtype).tobytes()
+            for a, dtype in zip(self._arrays(), _STACK_DTYPES, strict=True)
+        )
+        head = _STACK_MAGIC + struct.pack("<QQQ", len(self), self.cells.size, len(digest))
+        head += _checksum(body) + digest
+        return head + bytes(-len(head) % 8) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StackedWeights:
+        """Read :meth:`to_bytes` (the arrays are read-only views of ``data``); ``ValueError`` if ``data`` is
+        not that, not whole, or not what was written (checksum, offsets)."""
+        fixed = len(_STACK_MAGIC) + 24 + 16
+        if data[: len(_STACK_MAGIC)] != _STACK_MAGIC or len(data) < fixed:
+            raise ValueError("not stored stacked coverage weights (unknown header)")
+        areas, n, size = struct.unpack_from("<QQQ", data, len(_STACK_MAGIC))
+        start = fixed + size + (-(fixed + size) % 8)
+        if len(data) != start + 8 * (2 * areas + 1) + 24 * n:
+            raise ValueError(f"stored stacked coverage weights are cut or padded: {len(data)} bytes for {n} cells")
+        body = memoryview(data)[start:]
+        if _checksum(body) != data[fixed - 16 : fixed]:
+            raise ValueError("stored stacked coverage weights do not match their checksum")
+        arrays, at = [], start
+        for count, dtype in zip((areas + 1, areas, n, n, n), _STACK_DTYPES, strict=True):
+            arrays.append(np.frombuffer(data, dtype, count, at))
+            at += 8 * count
+        offsets, area, cells, coverage, covered = arrays
+        if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+            raise ValueError("stored stacked coverage weights have offsets out of order")
+        return cls(cells, coverage, covered, offsets, area, data[fixed : fixed + size].decode())
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return self.offsets, self.area_km2, self.cells, self.coverage, self.covered_km2
+
+
+_STACK_MAGIC = b"EKSW\x01\x00\x00\x00"  # earthkeep stacked coverage weights, format 1
+_STACK_DTYPES = ("<i8", "<f8", "<i8", "<f8", "<f8")
+
+
+def _checksum(body: bytes | memoryview) -> bytes:
+    """The 64-bit words of ``body`` summed (modulo 2**64) and xor-ed: finds a cut, a flipped bit or a
+    garbled block at memory speed (a cryptographic hash of megabytes would cost more than the month's
+    statistics)."""
+    words = np.frombuffer(body, "<u8")
+    return struct.pack("<QQ", int(words.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(words)))
+
 
 def stack_weights(weights: Sequence[CoverageWeights]) -> StackedWeights:
     """Concatenate the weights of areas on one grid, for :func:`zonal_metrics_many` (do it once, reuse monthly)."""
@@ -514,17 +566,20 @@ def _quantile_search(value_at: Any, ws: np.ndarray, roff: np.ndarray, q: float) 
     return np.where(has, med, np.nan)
 
 
+_Weights = CoverageWeights | StackedWeights
+
+
 class WeightCache:
-    """A bounded in-memory LRU of :class:`CoverageWeights` (thread-safe)."""
+    """A bounded in-memory LRU of :class:`CoverageWeights` and :class:`StackedWeights` (thread-safe)."""
 
     def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[Hashable, CoverageWeights] = OrderedDict()
+        self._items: OrderedDict[Hashable, _Weights] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> CoverageWeights | None:
+    def get(self, key: Hashable) -> _Weights | None:
         with self._lock:
             w = self._items.get(key)
             if w is None:
@@ -534,7 +589,7 @@ class WeightCache:
             self.hits += 1
             return w
 
-    def put(self, key: Hashable, weights: CoverageWeights) -> None:
+    def put(self, key: Hashable, weights: _Weights) -> None:
         with self._lock:
             self._items[key] = weights
             self._items.move_to_end(key)

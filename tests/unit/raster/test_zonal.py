@@ -13,6 +13,7 @@ from earthkeep.raster import zonal
 from earthkeep.raster.grid import Grid, snap
 from earthkeep.raster.zonal import (
     CoverageWeights,
+    StackedWeights,
     WeightCache,
     coverage_weights,
     stack_weights,
@@ -306,3 +307,31 @@ def test_weights_survive_serialisation_and_the_cache_is_bounded():
     assert cache.get("a") is None and cache.get("c") is w and (cache.hits, cache.misses) == (1, 1)
     cache.drop(lambda k: k == "c")
     assert cache.get("c") is None
+
+
+def test_stacked_weights_survive_serialisation_and_damage_is_refused():
+    st = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    data = st.to_bytes()
+    back = StackedWeights.from_bytes(data)
+    for name in ("cells", "coverage", "covered_km2", "offsets", "area_km2"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(st, name))
+    assert back.grid_digest == st.grid_digest and len(back) == len(st)
+    values = _raster(5)
+    assert zonal_metrics_many(values, back, threshold=1.0) == zonal_metrics_many(values, st, threshold=1.0)
+    empty = stack_weights([])
+    assert len(StackedWeights.from_bytes(empty.to_bytes())) == 0
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01  # one bit of the cells or coverage
+    unordered = StackedWeights(st.cells, st.coverage, st.covered_km2, st.offsets[::-1].copy(), st.area_km2, "g")
+    bad = {
+        "cut": data[:-8],
+        "padded": data + bytes(8),
+        "magic": b"EKCW" + data[4:],
+        "empty": b"",
+        "checksum": bytes(flipped),
+        "offsets": unordered.to_bytes(),
+        "per-area weights": coverage_weights(SHAPES[:1], GRID)[0].to_bytes(),
+    }
+    for blob in bad.values():
+        with pytest.raises(ValueError, match="stacked coverage weights"):
+            StackedWeights.from_bytes(blob)
