@@ -9,11 +9,15 @@ Compared in the same run, on the same rasters and polygons (the areas as recorde
 in the catalog), all timed with ``time.perf_counter``:
 
 * **earthkeep (cached weights)**: what a worker does for a request of the 100
-  areas: ``nightlights.processing.area_weights`` per area, read from the store
-  (the weights were cached by an earlier run; a fresh worker has nothing in
-  memory), stacked once, then per month one ``zonal_metrics_many`` call for all
-  areas with the valid-nights raster, as ``process_month`` passes it (sum, mean,
-  median, count, lit pixels/area/fraction, valid area, mean valid nights).
+  areas: ``nightlights.processing.stacked_area_weights``, the set's stacked
+  weights read from the store in one object (cached by an earlier run; a fresh
+  worker has nothing in memory), then per month one ``zonal_metrics_many`` call
+  for all areas with the valid-nights raster, as ``process_month`` passes it
+  (sum, mean, median, count, lit pixels/area/fraction, valid area, mean valid
+  nights). Printed apart, not in the totals: reading each area's own object
+  instead (16 at a time) and stacking them, the path when the set's object is
+  missing. The kernel shares the areas among numba's threads
+  (``NUMBA_NUM_THREADS=1`` keeps one).
   Once per kernel of ``zonal_metrics_many`` (``numba``, the compiled fused
   kernel, and ``numpy``, the fallback); the numba line also gives the first
   call's import + compile-or-load time (not in the totals). Printed apart: the

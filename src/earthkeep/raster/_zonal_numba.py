@@ -4,7 +4,9 @@ One pass per area gathers its cells' values (and nights), keeps the valid ones i
 scratch buffers and sums them; then the area's values are sorted (an LSD radix
 sort of float32 bits packed with the cell's position, or of float64 bits with the
 position moved along where float32 cannot hold the values) and the weighted
-median is searched. Every operation repeats the numpy path's arithmetic in the same order: the sums
+median is searched. :func:`zonal_columns_parallel` deals the areas into lanes of
+about equal cells, one a thread, each lane with its own scratch buffers. Every
+operation repeats the numpy path's arithmetic in the same order: the sums
 are numpy's pairwise summation (:func:`_sum`), ties are merged in cell
 order, and the median's cumulative sums and search are those of
 :func:`earthkeep.raster.zonal.weighted_quantile`, so the two kernels give the

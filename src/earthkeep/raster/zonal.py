@@ -7,7 +7,9 @@ weighted sums per month: no polygon is rasterised again. The numbers equal
 exactextract's own ``sum``/``mean``/``median``/``count`` on the same raster
 (the median uses exactextract's weighted-quantile definition).
 :meth:`CoverageWeights.to_bytes` is the form kept in the store (raw arrays
-behind a short header: reading it back costs a copy, not a decompression).
+behind a short header: reading it back costs a copy, not a decompression);
+:meth:`StackedWeights.to_bytes` keeps many areas' weights, already stacked, as
+one object (with a checksum of its words, checked on reading).
 
 Many areas on one grid go faster together: :func:`stack_weights` once, then
 :func:`zonal_metrics_many` per month computes every area in one pass (one
@@ -24,7 +26,10 @@ when numba cannot be imported or does not take the dtype (float16, bool), or whe
 repeats numpy's pairwise summation and this module's median arithmetic. numba
 keeps the compiled code on disk (``__pycache__``, else ``~/.cache/numba``, or
 ``NUMBA_CACHE_DIR``): the first call after an install compiles for some seconds,
-later processes load it (import and load: about a second).
+later processes load it (import and load: about a second). A batch of several
+areas with at least ``_PARALLEL_CELLS`` cells is shared among numba's threads
+(``NUMBA_NUM_THREADS``, default one per core; 1 keeps it on the calling thread),
+each area computed as on one thread, so the numbers do not depend on it.
 
 The exact median needs the full sort: exactextract adds the weights of the
 distinct values one by one in value order, so the rounding of every partial
@@ -164,8 +169,7 @@ class StackedWeights:
         pass over the words (:meth:`from_bytes`), no stacking."""
         digest = self.grid_digest.encode()
         body = b"".join(
-            np.ascontiguousarray(a, dtype).tobytes()
-            for a, dtype in zip(self._arrays(), _STACK_DTYPES, strict=True)
+            np.ascontiguousarray(a, dtype).tobytes() for a, dtype in zip(self._arrays(), _STACK_DTYPES, strict=True)
         )
         head = _STACK_MAGIC + struct.pack("<QQQ", len(self), self.cells.size, len(digest))
         head += _checksum(body) + digest
