@@ -16,8 +16,8 @@ in the catalog), all timed with ``time.perf_counter``:
   (sum, mean, median, count, lit pixels/area/fraction, valid area, mean valid
   nights). Printed apart, not in the totals: reading each area's own object
   instead (16 at a time) and stacking them, the path when the set's object is
-  missing. The kernel shares the areas among numba's threads
-  (``NUMBA_NUM_THREADS=1`` keeps one).
+  missing. ``EARTHKEEP_ZONAL_THREADS=2`` shares the areas among two threads
+  (default 1).
   Once per kernel of ``zonal_metrics_many`` (``numba``, the compiled fused
   kernel, and ``numpy``, the fallback); the numba line also gives the first
   call's import + compile-or-load time (not in the totals). Printed apart: the

@@ -26,10 +26,13 @@ when numba cannot be imported or does not take the dtype (float16, bool), or whe
 repeats numpy's pairwise summation and this module's median arithmetic. numba
 keeps the compiled code on disk (``__pycache__``, else ``~/.cache/numba``, or
 ``NUMBA_CACHE_DIR``): the first call after an install compiles for some seconds,
-later processes load it (import and load: about a second). A batch of several
-areas with at least ``_PARALLEL_CELLS`` cells is shared among numba's threads
-(``NUMBA_NUM_THREADS``, default one per core; 1 keeps it on the calling thread),
-each area computed as on one thread, so the numbers do not depend on it.
+later processes load it (import and load: about a second). With
+``EARTHKEEP_ZONAL_THREADS=N`` (default 1), a batch of several areas with at least
+``_PARALLEL_CELLS`` cells is shared among N of numba's threads (at most
+``NUMBA_NUM_THREADS``), each area computed as on one thread, so the numbers do not
+depend on it. It is off by default: on a machine whose cores are busy with other
+work the threads wait for each other, and the median time was worse than one
+thread's (docs/benchmarks.md).
 
 The exact median needs the full sort: exactextract adds the weights of the
 distinct values one by one in value order, so the rounding of every partial
@@ -321,19 +324,28 @@ _parallel_lock = threading.Lock()
 def _compiled_columns(
     compiled: Any, flat: np.ndarray, st: StackedWeights, threshold: float, flat_nights: np.ndarray | None
 ) -> np.ndarray:
-    """The numba kernel's columns: the areas shared among numba's threads (``NUMBA_NUM_THREADS``, default
-    one per core) when there are several areas and enough cells, else in this thread. One parallel call
-    at a time: numba's fallback threading layer (workqueue) aborts the process if two threads launch
-    parallel work at once, so a call that finds it busy runs on its own thread."""
+    """The numba kernel's columns: the areas shared among ``EARTHKEEP_ZONAL_THREADS`` threads when that is
+    above 1 and there are several areas and enough cells, else in this thread. One parallel call at a
+    time: numba's fallback threading layer (workqueue) aborts the process if two threads launch parallel
+    work at once, so a call that finds it busy runs on its own thread."""
     nights = np.empty(0, np.float32) if flat_nights is None else flat_nights
     args = (flat, st.cells, st.coverage, st.covered_km2, st.offsets, threshold, nights, flat_nights is not None)
-    threads = min(compiled.threads(), len(st))
+    threads = min(_threads(), compiled.threads(), len(st))
     if threads > 1 and st.cells.size >= _PARALLEL_CELLS and _parallel_lock.acquire(blocking=False):
         try:
             return compiled.zonal_columns_parallel(*args, threads)
         finally:
             _parallel_lock.release()
     return compiled.zonal_columns(*args)
+
+
+def _threads() -> int:
+    """``EARTHKEEP_ZONAL_THREADS``: how many threads a batch of areas may use (default 1, the calling thread;
+    at most numba's ``NUMBA_NUM_THREADS``)."""
+    raw = os.environ.get("EARTHKEEP_ZONAL_THREADS", "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"EARTHKEEP_ZONAL_THREADS={raw!r}: use a whole number of threads, 1 or more")
+    return int(raw)
 
 
 def _compiled_kernel(kernel: str | None, flat: np.ndarray, flat_nights: np.ndarray | None) -> Any:

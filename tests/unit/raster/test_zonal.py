@@ -245,14 +245,33 @@ def test_the_areas_shared_among_threads_give_the_one_thread_numbers(threads):
     assert np.isfinite(one[5]).sum() == len(weights) - 1  # every median computed but the all-NaN area's
 
 
-def test_a_second_caller_while_the_threads_are_busy_runs_on_its_own_thread(monkeypatch):
+def test_threads_are_used_when_asked_for_and_free_else_the_calling_thread(monkeypatch):
+    module = zonal._load_numba_kernel()
+    launches = []
+    real = module.zonal_columns_parallel
+
+    def parallel(*args):
+        launches.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(module, "zonal_columns_parallel", parallel)
+    monkeypatch.setattr(module, "threads", lambda: 2)  # (as on two cores, whatever this machine has)
     weights = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
     values = _raster(5)
-    free = zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
+    one = zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
+    assert launches == []  # EARTHKEEP_ZONAL_THREADS is 1 by default
+    monkeypatch.setenv("EARTHKEEP_ZONAL_THREADS", "3")
+    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == one
+    assert launches == [2]  # at most numba's threads
     with zonal._parallel_lock:  # as if another thread were in the parallel kernel
-        assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == free
+        assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == one
     monkeypatch.setattr(zonal, "_PARALLEL_CELLS", 1 << 62)  # too few cells to share out
-    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == free
+    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == one
+    assert launches == [2]
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("EARTHKEEP_ZONAL_THREADS", bad)
+        with pytest.raises(ValueError, match="EARTHKEEP_ZONAL_THREADS"):
+            zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
 
 
 def test_the_kernel_is_chosen_by_name_or_environment_and_numpy_is_the_fallback(monkeypatch):
