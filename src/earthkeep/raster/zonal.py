@@ -30,9 +30,9 @@ later processes load it (import and load: about a second). With
 ``EARTHKEEP_ZONAL_THREADS=N`` (default 1), a batch of several areas with at least
 ``_PARALLEL_CELLS`` cells is shared among N of numba's threads (at most
 ``NUMBA_NUM_THREADS``), each area computed as on one thread, so the numbers do not
-depend on it. It is off by default: on a machine whose cores are busy with other
-work the threads wait for each other, and the median time was worse than one
-thread's (docs/benchmarks.md).
+depend on it. It is off by default: where the other cores are busy with other
+work the threads wait for each other, so the time spreads widely (better or worse
+than one thread's) and more CPU is spent (docs/benchmarks.md).
 
 The exact median needs the full sort: exactextract adds the weights of the
 distinct values one by one in value order, so the rounding of every partial
