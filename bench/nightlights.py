@@ -31,7 +31,11 @@ sum and mean:
 
 Wall times run from the first request to the last metric (imports and
 emulator start-up excluded for both). Printed: both times, the ratio, and the
-per-region metrics side by side with their relative differences.
+per-region metrics side by side with their relative differences; then, not timed,
+earthkeep without the cloud mask against blackmarblepy as it runs and like with
+like (its country buffered by 1.5 cells so that its clip by cell centre drops no
+cell a region touches, its stack snapped to the tile lattice: see
+``bench/nightlights_steps.py`` for why).
 """
 
 from __future__ import annotations
