@@ -31,7 +31,11 @@ sum and mean:
 
 Wall times run from the first request to the last metric (imports and
 emulator start-up excluded for both). Printed: both times, the ratio, and the
-per-region metrics side by side with their relative differences.
+per-region metrics side by side with their relative differences; then, not timed,
+earthkeep without the cloud mask against blackmarblepy as it runs and like with
+like (its country buffered by 1.5 cells so that its clip by cell centre drops no
+cell a region touches, its stack snapped to the tile lattice: see
+``bench/nightlights_steps.py`` for why).
 """
 
 from __future__ import annotations
@@ -185,6 +189,7 @@ def peer(spec_file: Path) -> None:
         results[how] = _zonal(comp, areas)
         if how == "median":
             results["seconds"] = time.perf_counter() - started
+    results["like"] = _like_with_like(country, days, spec, out_dir, areas)
     try:  # the one-call API, as its README shows (files already downloaded: skip_if_exists)
         t0 = time.perf_counter()
         bm_extract(areas, "VNP46A2", days, spec["token"], aggfunc=["sum", "mean"], output_directory=out_dir)
@@ -194,6 +199,30 @@ def peer(spec_file: Path) -> None:
     spec_file.with_suffix(".out.json").write_text(json.dumps(results))
 
 
+def _like_with_like(country, days, spec, out_dir, areas):  # type: ignore[no-untyped-def]
+    """blackmarblepy's stack with its two departures from the tile lattice undone (not timed): the country
+    buffered by 1.5 cells before ``bm_raster`` (its clip keeps cells by centre, which drops cells partly in
+    the country) and the stack's coordinates snapped to the lattice (it places tiles by its tile GeoJSON,
+    whose corners are 2**-13 ° off: 30.0001220703125 °E, 10.0001220703125 °N)."""
+    import warnings
+
+    import geopandas as gpd
+    import numpy as np
+    from blackmarble import bm_raster
+
+    res = 10.0 / spec["tile_size"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # buffering in degrees
+        wider = gpd.GeoDataFrame(geometry=country.buffer(1.5 * res), crs="EPSG:4326")
+    daily = bm_raster(wider, "VNP46A2", days, spec["token"], drop_values_by_quality_flag=[2, 255],
+                      output_directory=out_dir)
+    stack = daily["DNB_BRDF-Corrected_NTL"]
+    comp = stack.median("time", skipna=True)
+    comp = comp.assign_coords(x=(np.floor((comp.x.values + 180) / res) + 0.5) * res - 180,
+                              y=90 - (np.floor((90 - comp.y.values) / res) + 0.5) * res)
+    return _zonal(comp.rio.write_crs("EPSG:4326").rio.write_nodata(np.nan), areas)
+
+
 def _zonal(comp, areas):  # type: ignore[no-untyped-def]
     from exactextract import exact_extract
 
@@ -201,11 +230,11 @@ def _zonal(comp, areas):  # type: ignore[no-untyped-def]
     return {r["name"]: {"sum": float(r["sum"]), "mean": float(r["mean"])} for _, r in stats.iterrows()}
 
 
-def run_peer(python: str, base: str, work: Path, month: str, areas: list[tuple[str, dict]]) -> dict:
+def run_peer(python: str, base: str, work: Path, month: str, areas: list[tuple[str, dict]], tile_size: int) -> dict:
     spec = work / "bm-spec.json"
     work.mkdir(parents=True, exist_ok=True)
     spec.write_text(json.dumps({"base": base, "token": TOKEN, "work": str(work), "areas": areas,
-                                "days": [d.isoformat() for d in days_of(month)]}))
+                                "days": [d.isoformat() for d in days_of(month)], "tile_size": tile_size}))
     env = {**os.environ, "TQDM_DISABLE": "1"}
     subprocess.run([python, str(Path(__file__).resolve()), "--peer", str(spec)], check=True,
                    stdout=subprocess.DEVNULL, env=env)
@@ -256,7 +285,7 @@ def main() -> None:
                 unmasked_s, unmasked = asyncio.run(run_earthkeep(base, tmp / "ek-nocloud", args.month, areas,
                                                                  mask_cloudy=False))
                 print(f"earthkeep      {unmasked_s:6.2f} s with NIGHTLIGHTS_MASK_CLOUDY=false", flush=True)
-                bm = run_peer(args.bm_python, base, tmp / "peer", args.month, areas)
+                bm = run_peer(args.bm_python, base, tmp / "peer", args.month, areas, args.tile_size)
                 print(f"blackmarblepy  {bm['seconds']:6.2f} s (bm_raster {bm['raster_s']:.2f} s)", flush=True)
         finally:
             child.terminate()
@@ -287,6 +316,10 @@ def report(ours: float, ek: dict, bm: dict, unmasked: dict) -> None:
                for n, m in unmasked.items())
     print(f"earthkeep without the cloud mask (blackmarblepy has none) vs blackmarblepy, median composites: "
           f"largest relative difference {same:.2e} over {len(unmasked)} regions (sum and mean)")
+    like = max(max(abs(_rel(bm["like"][n]["sum"], m["sum"])), abs(_rel(bm["like"][n]["mean"], m["mean"])))
+               for n, m in unmasked.items())
+    print(f"the same, like with like (blackmarblepy's country buffered by 1.5 cells and its stack snapped to "
+          f"the tile lattice, not timed): largest relative difference {like:.2e}")
 
 
 def _rel(theirs: float, ours: float) -> float:

@@ -34,6 +34,12 @@ def weights_key(area_id: int, digest: str) -> str:
     return safe_key(f"{ROOT}/weights/{area_id}/{digest}.bin")
 
 
+def weights_set_key(digest: str) -> str:
+    """The stacked coverage weights of a set of areas on one grid (``StackedWeights.to_bytes``); the
+    digest names the geometries and the grid, not the areas, so no area's prefix holds it."""
+    return safe_key(f"{ROOT}/weights/sets/{digest}.bin")
+
+
 def area_prefixes(area_id: int) -> list[str]:
     """Every prefix holding objects derived from one area."""
     return [f"{ROOT}/{kind}/{area_id}/" for kind in ("inputs", "composites", "tiles", "weights")]

@@ -4,7 +4,9 @@ One pass per area gathers its cells' values (and nights), keeps the valid ones i
 scratch buffers and sums them; then the area's values are sorted (an LSD radix
 sort of float32 bits packed with the cell's position, or of float64 bits with the
 position moved along where float32 cannot hold the values) and the weighted
-median is searched. Every operation repeats the numpy path's arithmetic in the same order: the sums
+median is searched. :func:`zonal_columns_parallel` deals the areas into lanes of
+about equal cells, one a thread, each lane with its own scratch buffers. Every
+operation repeats the numpy path's arithmetic in the same order: the sums
 are numpy's pairwise summation (:func:`_sum`), ties are merged in cell
 order, and the median's cumulative sums and search are those of
 :func:`earthkeep.raster.zonal.weighted_quantile`, so the two kernels give the
@@ -26,7 +28,8 @@ import numba
 import numpy as np
 
 _OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
-_jit = numba.njit(**_OPTIONS)  # the entry point: compiled for each dtype of values and nights
+_jit = numba.njit(**_OPTIONS)  # the entry points: compiled for each dtype of values and nights
+_jit_parallel = numba.njit(parallel=True, **_OPTIONS)
 
 
 def _jit_as(signature: str) -> Any:
@@ -299,11 +302,81 @@ def zonal_columns(
     has_nights: bool,
 ) -> np.ndarray:
     """Per-area columns of ``zonal._block_metrics`` for all areas (rows: valid area, weight, Σ c·v,
-    lit area, lit pixels, median, Σ c over known nights, Σ c·nights; NaN where not computed)."""
+    lit area, lit pixels, median, Σ c over known nights, Σ c·nights; NaN where not computed), one
+    area after the other in this thread."""
+    out = np.full((8, offsets.size - 1), np.nan)
+    order = np.arange(offsets.size - 1)
+    _areas(flat, cells, coverage, covered, offsets, threshold, nights, has_nights, order, out)
+    return out
+
+
+@_jit_parallel
+def zonal_columns_parallel(
+    flat: np.ndarray,
+    cells: np.ndarray,
+    coverage: np.ndarray,
+    covered: np.ndarray,
+    offsets: np.ndarray,
+    threshold: float,
+    nights: np.ndarray,
+    has_nights: bool,
+    threads: int,
+) -> np.ndarray:
+    """:func:`zonal_columns` with the areas shared out among ``threads`` threads (:func:`_lanes`); each
+    area is computed as in :func:`zonal_columns`, so the numbers are the same."""
+    out = np.full((8, offsets.size - 1), np.nan)
+    lanes, lane_offsets = _lanes(offsets.copy(), threads)  # (a writable copy: the stored weights are read-only)
+    for t in numba.prange(threads):
+        order = lanes[lane_offsets[t] : lane_offsets[t + 1]]
+        _areas(flat, cells, coverage, covered, offsets, threshold, nights, has_nights, order, out)
+    return out
+
+
+@_jit_as("Tuple((i8[::1], i8[::1]))(i8[::1], i8)")
+def _lanes(offsets: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The areas dealt into ``threads`` lanes of about equal cells (largest first, each to the lane with
+    the fewest cells so far): the areas of lane ``t`` are ``lanes[lane_offsets[t]:lane_offsets[t + 1]]``."""
     areas = offsets.size - 1
-    out = np.full((8, areas), np.nan)
-    longest = 1
+    sizes = offsets[1:] - offsets[:-1]
+    lane_of = np.empty(areas, dtype=np.int64)
+    load = np.zeros(threads, dtype=np.int64)
+    count = np.zeros(threads + 1, dtype=np.int64)
+    for i in np.argsort(-sizes):
+        t = np.argmin(load)
+        lane_of[i] = t
+        load[t] += sizes[i]
+        count[t + 1] += 1
+    lane_offsets = np.cumsum(count)
+    lanes = np.empty(areas, dtype=np.int64)
+    fill = lane_offsets[:-1].copy()
     for i in range(areas):
+        lanes[fill[lane_of[i]]] = i
+        fill[lane_of[i]] += 1
+    return lanes, lane_offsets
+
+
+def threads() -> int:
+    """How many threads :func:`zonal_columns_parallel` may use (``NUMBA_NUM_THREADS``, or
+    ``numba.set_num_threads``)."""
+    return int(numba.get_num_threads())
+
+
+@_jit
+def _areas(
+    flat: np.ndarray,
+    cells: np.ndarray,
+    coverage: np.ndarray,
+    covered: np.ndarray,
+    offsets: np.ndarray,
+    threshold: float,
+    nights: np.ndarray,
+    has_nights: bool,
+    order: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The columns of the areas ``order`` into ``out`` (scratch buffers of this call's own)."""
+    longest = 1
+    for i in order:
         longest = max(longest, offsets[i + 1] - offsets[i])
     sums = np.empty((7, longest))  # c·a, c, c·v (valid); c·a, c (lit); c, c·n (known nights)
     vals, vals32 = np.empty(longest), np.empty(longest, dtype=np.float32)
@@ -311,7 +384,7 @@ def zonal_columns(
     obuf1, obuf2 = np.empty(longest, dtype=np.int64), np.empty(longest, dtype=np.int64)
     rx, rw, cum = np.empty(longest), np.empty(longest), np.empty(longest)
     stack, partial = np.empty((64, 3), dtype=np.int64), np.empty(64)  # for _sum (depth < 64)
-    for i in range(areas):
+    for i in order:
         s, e = offsets[i], offsets[i + 1]
         k, nl, nk, as_float32 = _gather(
             flat, cells, coverage, covered, s, e, threshold, nights, has_nights, sums, vals, vals32
@@ -327,7 +400,6 @@ def zonal_columns(
             else:
                 m = _merge_ties(vals, sums[1], _float64_order(vals, k, keys, kbuf, obuf1, obuf2), k, rx, rw)
             out[5, i] = _quantile_search(rx, rw, m, cum, 0.5)
-    return out
 
 
 @_jit

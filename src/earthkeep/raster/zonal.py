@@ -7,7 +7,9 @@ weighted sums per month: no polygon is rasterised again. The numbers equal
 exactextract's own ``sum``/``mean``/``median``/``count`` on the same raster
 (the median uses exactextract's weighted-quantile definition).
 :meth:`CoverageWeights.to_bytes` is the form kept in the store (raw arrays
-behind a short header: reading it back costs a copy, not a decompression).
+behind a short header: reading it back costs a copy, not a decompression);
+:meth:`StackedWeights.to_bytes` keeps many areas' weights, already stacked, as
+one object (with a checksum of its words, checked on reading).
 
 Many areas on one grid go faster together: :func:`stack_weights` once, then
 :func:`zonal_metrics_many` per month computes every area in one pass (one
@@ -24,7 +26,13 @@ when numba cannot be imported or does not take the dtype (float16, bool), or whe
 repeats numpy's pairwise summation and this module's median arithmetic. numba
 keeps the compiled code on disk (``__pycache__``, else ``~/.cache/numba``, or
 ``NUMBA_CACHE_DIR``): the first call after an install compiles for some seconds,
-later processes load it (import and load: about a second).
+later processes load it (import and load: about a second). With
+``EARTHKEEP_ZONAL_THREADS=N`` (default 1), a batch of several areas with at least
+``_PARALLEL_CELLS`` cells is shared among N of numba's threads (at most
+``NUMBA_NUM_THREADS``), each area computed as on one thread, so the numbers do not
+depend on it. It is off by default: where the other cores are busy with other
+work the threads wait for each other, so the time spreads widely (better or worse
+than one thread's) and more CPU is spent (docs/benchmarks.md).
 
 The exact median needs the full sort: exactextract adds the weights of the
 distinct values one by one in value order, so the rounding of every partial
@@ -157,6 +165,57 @@ class StackedWeights:
     def __len__(self) -> int:
         return int(self.offsets.size - 1)
 
+    def to_bytes(self) -> bytes:
+        """``_STACK_MAGIC``; area count, cell count, grid digest length; a checksum of the arrays (their
+        64-bit words summed and xor-ed); the digest (8-byte aligned); then offsets (int64), areas (float64),
+        cells (int64), coverage and covered area (float64), little-endian: read back with one copy and a
+        pass over the words (:meth:`from_bytes`), no stacking."""
+        digest = self.grid_digest.encode()
+        body = b"".join(
+            np.ascontiguousarray(a, dtype).tobytes() for a, dtype in zip(self._arrays(), _STACK_DTYPES, strict=True)
+        )
+        head = _STACK_MAGIC + struct.pack("<QQQ", len(self), self.cells.size, len(digest))
+        head += _checksum(body) + digest
+        return head + bytes(-len(head) % 8) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StackedWeights:
+        """Read :meth:`to_bytes` (the arrays are read-only views of ``data``); ``ValueError`` if ``data`` is
+        not that, not whole, or not what was written (checksum, offsets)."""
+        fixed = len(_STACK_MAGIC) + 24 + 16
+        if data[: len(_STACK_MAGIC)] != _STACK_MAGIC or len(data) < fixed:
+            raise ValueError("not stored stacked coverage weights (unknown header)")
+        areas, n, size = struct.unpack_from("<QQQ", data, len(_STACK_MAGIC))
+        start = fixed + size + (-(fixed + size) % 8)
+        if len(data) != start + 8 * (2 * areas + 1) + 24 * n:
+            raise ValueError(f"stored stacked coverage weights are cut or padded: {len(data)} bytes for {n} cells")
+        body = memoryview(data)[start:]
+        if _checksum(body) != data[fixed - 16 : fixed]:
+            raise ValueError("stored stacked coverage weights do not match their checksum")
+        arrays, at = [], start
+        for count, dtype in zip((areas + 1, areas, n, n, n), _STACK_DTYPES, strict=True):
+            arrays.append(np.frombuffer(data, dtype, count, at))
+            at += 8 * count
+        offsets, area, cells, coverage, covered = arrays
+        if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+            raise ValueError("stored stacked coverage weights have offsets out of order")
+        return cls(cells, coverage, covered, offsets, area, data[fixed : fixed + size].decode())
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return self.offsets, self.area_km2, self.cells, self.coverage, self.covered_km2
+
+
+_STACK_MAGIC = b"EKSW\x01\x00\x00\x00"  # earthkeep stacked coverage weights, format 1
+_STACK_DTYPES = ("<i8", "<f8", "<i8", "<f8", "<f8")
+
+
+def _checksum(body: bytes | memoryview) -> bytes:
+    """The 64-bit words of ``body`` summed (modulo 2**64) and xor-ed: finds a cut, a flipped bit or a
+    garbled block at memory speed (a cryptographic hash of megabytes would cost more than the month's
+    statistics)."""
+    words = np.frombuffer(body, "<u8")
+    return struct.pack("<QQ", int(words.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(words)))
+
 
 def stack_weights(weights: Sequence[CoverageWeights]) -> StackedWeights:
     """Concatenate the weights of areas on one grid, for :func:`zonal_metrics_many` (do it once, reuse monthly)."""
@@ -211,11 +270,7 @@ def zonal_metrics_many(
     flat_nights = None if nights is None else nights.reshape(-1)
     compiled = _compiled_kernel(kernel, flat, flat_nights)
     if compiled is not None:
-        none = np.empty(0, np.float32)
-        cols = compiled.zonal_columns(
-            flat, st.cells, st.coverage, st.covered_km2, off, float(threshold),
-            none if flat_nights is None else flat_nights, flat_nights is not None,
-        )  # fmt: skip
+        cols = _compiled_columns(compiled, flat, st, float(threshold), flat_nights)
     else:
         cols = _numpy_columns(flat, st, threshold, flat_nights)
     valid_area, weight, total, lit_area, lit_pixels, median, ksum, knsum = cols.tolist()
@@ -260,6 +315,37 @@ def _numpy_columns(
         )
         a0 = a1
     return cols
+
+
+_PARALLEL_CELLS = 1 << 15  # fewer cells than this: one thread (starting the others costs more than it saves)
+_parallel_lock = threading.Lock()
+
+
+def _compiled_columns(
+    compiled: Any, flat: np.ndarray, st: StackedWeights, threshold: float, flat_nights: np.ndarray | None
+) -> np.ndarray:
+    """The numba kernel's columns: the areas shared among ``EARTHKEEP_ZONAL_THREADS`` threads when that is
+    above 1 and there are several areas and enough cells, else in this thread. One parallel call at a
+    time: numba's fallback threading layer (workqueue) aborts the process if two threads launch parallel
+    work at once, so a call that finds it busy runs on its own thread."""
+    nights = np.empty(0, np.float32) if flat_nights is None else flat_nights
+    args = (flat, st.cells, st.coverage, st.covered_km2, st.offsets, threshold, nights, flat_nights is not None)
+    threads = min(_threads(), compiled.threads(), len(st))
+    if threads > 1 and st.cells.size >= _PARALLEL_CELLS and _parallel_lock.acquire(blocking=False):
+        try:
+            return compiled.zonal_columns_parallel(*args, threads)
+        finally:
+            _parallel_lock.release()
+    return compiled.zonal_columns(*args)
+
+
+def _threads() -> int:
+    """``EARTHKEEP_ZONAL_THREADS``: how many threads a batch of areas may use (default 1, the calling thread;
+    at most numba's ``NUMBA_NUM_THREADS``)."""
+    raw = os.environ.get("EARTHKEEP_ZONAL_THREADS", "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"EARTHKEEP_ZONAL_THREADS={raw!r}: use a whole number of threads, 1 or more")
+    return int(raw)
 
 
 def _compiled_kernel(kernel: str | None, flat: np.ndarray, flat_nights: np.ndarray | None) -> Any:
@@ -496,17 +582,20 @@ def _quantile_search(value_at: Any, ws: np.ndarray, roff: np.ndarray, q: float) 
     return np.where(has, med, np.nan)
 
 
+_Weights = CoverageWeights | StackedWeights
+
+
 class WeightCache:
-    """A bounded in-memory LRU of :class:`CoverageWeights` (thread-safe)."""
+    """A bounded in-memory LRU of :class:`CoverageWeights` and :class:`StackedWeights` (thread-safe)."""
 
     def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[Hashable, CoverageWeights] = OrderedDict()
+        self._items: OrderedDict[Hashable, _Weights] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> CoverageWeights | None:
+    def get(self, key: Hashable) -> _Weights | None:
         with self._lock:
             w = self._items.get(key)
             if w is None:
@@ -516,7 +605,7 @@ class WeightCache:
             self.hits += 1
             return w
 
-    def put(self, key: Hashable, weights: CoverageWeights) -> None:
+    def put(self, key: Hashable, weights: _Weights) -> None:
         with self._lock:
             self._items[key] = weights
             self._items.move_to_end(key)

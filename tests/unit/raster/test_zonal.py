@@ -13,6 +13,7 @@ from earthkeep.raster import zonal
 from earthkeep.raster.grid import Grid, snap
 from earthkeep.raster.zonal import (
     CoverageWeights,
+    StackedWeights,
     WeightCache,
     coverage_weights,
     stack_weights,
@@ -230,6 +231,49 @@ def test_the_numba_kernel_gives_the_numpy_paths_numbers(kind, threshold):
             assert fast[3]["sum_radiance"] is None and fast[3]["median_radiance"] is None
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_the_areas_shared_among_threads_give_the_one_thread_numbers(threads):
+    from earthkeep.raster import _zonal_numba
+
+    weights = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    flat, nights = _values_of_kind("many ties", coverage_weights(KERNEL_SHAPES, GRID)).reshape(-1), _nights()
+    args = (flat, weights.cells, weights.coverage, weights.covered_km2, weights.offsets, 1.0, nights.reshape(-1), True)
+    lanes, lane_offsets = _zonal_numba._lanes(weights.offsets, threads)
+    assert sorted(lanes.tolist()) == list(range(len(weights))) and lane_offsets[-1] == len(weights)
+    one = _zonal_numba.zonal_columns(*args)
+    np.testing.assert_array_equal(_zonal_numba.zonal_columns_parallel(*args, threads), one)  # NaN == NaN here
+    assert np.isfinite(one[5]).sum() == len(weights) - 1  # every median computed but the all-NaN area's
+
+
+def test_threads_are_used_when_asked_for_and_free_else_the_calling_thread(monkeypatch):
+    module = zonal._load_numba_kernel()
+    launches = []
+    real = module.zonal_columns_parallel
+
+    def parallel(*args):
+        launches.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(module, "zonal_columns_parallel", parallel)
+    monkeypatch.setattr(module, "threads", lambda: 2)  # (as on two cores, whatever this machine has)
+    weights = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    values = _raster(5)
+    one = zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
+    assert launches == []  # EARTHKEEP_ZONAL_THREADS is 1 by default
+    monkeypatch.setenv("EARTHKEEP_ZONAL_THREADS", "3")
+    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == one
+    assert launches == [2]  # at most numba's threads
+    with zonal._parallel_lock:  # as if another thread were in the parallel kernel
+        assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == one
+    monkeypatch.setattr(zonal, "_PARALLEL_CELLS", 1 << 62)  # too few cells to share out
+    assert zonal_metrics_many(values, weights, threshold=1.0, kernel="numba") == one
+    assert launches == [2]
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("EARTHKEEP_ZONAL_THREADS", bad)
+        with pytest.raises(ValueError, match="EARTHKEEP_ZONAL_THREADS"):
+            zonal_metrics_many(values, weights, threshold=1.0, kernel="numba")
+
+
 def test_the_kernel_is_chosen_by_name_or_environment_and_numpy_is_the_fallback(monkeypatch):
     weights = coverage_weights(SHAPES, GRID)
     values = _raster(3)
@@ -282,3 +326,31 @@ def test_weights_survive_serialisation_and_the_cache_is_bounded():
     assert cache.get("a") is None and cache.get("c") is w and (cache.hits, cache.misses) == (1, 1)
     cache.drop(lambda k: k == "c")
     assert cache.get("c") is None
+
+
+def test_stacked_weights_survive_serialisation_and_damage_is_refused():
+    st = stack_weights(coverage_weights(KERNEL_SHAPES, GRID))
+    data = st.to_bytes()
+    back = StackedWeights.from_bytes(data)
+    for name in ("cells", "coverage", "covered_km2", "offsets", "area_km2"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(st, name))
+    assert back.grid_digest == st.grid_digest and len(back) == len(st)
+    values = _raster(5)
+    assert zonal_metrics_many(values, back, threshold=1.0) == zonal_metrics_many(values, st, threshold=1.0)
+    empty = stack_weights([])
+    assert len(StackedWeights.from_bytes(empty.to_bytes())) == 0
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01  # one bit of the cells or coverage
+    unordered = StackedWeights(st.cells, st.coverage, st.covered_km2, st.offsets[::-1].copy(), st.area_km2, "g")
+    bad = {
+        "cut": data[:-8],
+        "padded": data + bytes(8),
+        "magic": b"EKCW" + data[4:],
+        "empty": b"",
+        "checksum": bytes(flipped),
+        "offsets": unordered.to_bytes(),
+        "per-area weights": coverage_weights(SHAPES[:1], GRID)[0].to_bytes(),
+    }
+    for blob in bad.values():
+        with pytest.raises(ValueError, match="stacked coverage weights"):
+            StackedWeights.from_bytes(blob)
