@@ -35,9 +35,9 @@ HERE = Path(__file__).resolve().parent
 def make_app():  # uvicorn --factory entry point (one per worker process)
     from earthkeep.api.app import create_app
     from earthkeep.api.routers.rescue import router
-    from earthkeep.config import load_settings
     from earthkeep.rescue.settings import RescueSettings
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     settings = load_settings()
@@ -57,11 +57,11 @@ def free_port() -> int:
 
 def seed(url: str, datasets: int, nodes: int) -> list[str]:
     from earthkeep.apikeys import create_key
-    from earthkeep.config import load_settings
     from earthkeep.rescue.catalog import Context, persist_page
     from earthkeep.rescue.domain import rank_now
     from earthkeep.rescue.settings import RescueSettings
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     svc = Services.open(load_settings(catalog={"database_url": url}), store=ObstoreStore.local(Path("/tmp")))

@@ -82,10 +82,11 @@ FILES_AT_ONCE = 8
 
 
 def run_earthkeep(base: str, work: Path, hours: int, grid: str) -> tuple[float, int]:
-    from earthkeep.config import Settings, load_settings
+    from earthkeep.config import Settings
     from earthkeep.forcing.collect import collect_wind
     from earthkeep.forcing.settings import ForcingSourcesSettings, forcing_config
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     loaded = load_settings(

@@ -68,10 +68,10 @@ def child_serve(cfg: dict[str, Any]) -> None:
 
     from earthkeep.api.app import create_app
     from earthkeep.api.routers.ingest import router
-    from earthkeep.config import load_settings
     from earthkeep.ingest.runtime import runtime_for
     from earthkeep.logs import configure_logging
     from earthkeep.runtime import Services, freeze_startup_objects
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     configure_logging("WARNING")

@@ -106,12 +106,12 @@ class Subscriber(threading.Thread):
 async def run_earthkeep(
     base: str, work: Path, at_once: int, connections: int
 ) -> tuple[float, int, dict[str, float], Subscriber]:
-    from earthkeep.config import load_settings
     from earthkeep.granules.config import GranuleConfig
     from earthkeep.granules.mirror import mirror
     from earthkeep.granules.service import Collector
     from earthkeep.granules.settings import ViirsSettings
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
     from earthkeep.testbed.servers import free_port
 

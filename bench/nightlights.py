@@ -113,7 +113,6 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
                         mask_cloudy: bool = True) -> tuple[float, dict]:
     import asyncio
 
-    from earthkeep.config import load_settings
     from earthkeep.jobs.worker import Worker
     from earthkeep.nightlights import areas as area_store
     from earthkeep.nightlights import requests
@@ -121,6 +120,7 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
     from earthkeep.nightlights.results import timeseries
     from earthkeep.nightlights.settings import NightlightsSettings
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     settings = load_settings(catalog={"database_url": f"sqlite:///{work}/catalog.db"},

@@ -125,8 +125,8 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=10)
     args = ap.parse_args()
     from earthkeep.api.app import create_app
-    from earthkeep.config import load_settings
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
     from earthkeep.testbed.runner import serve_app
 

@@ -83,8 +83,8 @@ def month_raster(base: np.ndarray, month: int, out: np.ndarray, step: float = 0.
 
 def open_services(tmp: Path) -> Any:
     """Services on a SQLite catalog and a local store in ``tmp`` (what the worker uses, embedded)."""
-    from earthkeep.config import load_settings
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     settings = load_settings(catalog={"database_url": f"sqlite:///{tmp}/c.db"})
@@ -236,7 +236,6 @@ def bench_rasterstats(grid: Grid, areas: list[BaseGeometry], base: np.ndarray, m
 
 def bench_tiles(zoom: int) -> tuple[int, float, float]:
     """Tiles of one zoom level over a 2° x 2° composite: (count, cold tiles/s, cached tiles/s)."""
-    from earthkeep.config import load_settings
     from earthkeep.nightlights import areas as area_ops
     from earthkeep.nightlights.geometry import parse_area
     from earthkeep.nightlights.results import upsert_result
@@ -246,6 +245,7 @@ def bench_tiles(zoom: int) -> tuple[int, float, float]:
     from earthkeep.raster.grid import snap
     from earthkeep.raster.tiles import TMS
     from earthkeep.runtime import Services
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tiles-"))

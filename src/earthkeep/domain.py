@@ -99,7 +99,10 @@ class DomainContext(Generic[S, T]):
     @property
     def state(self) -> T:
         """The domain's state in this process, made by its ``state`` factory on first use."""
-        return self.services.domain_state(self)
+        factory = self.domain.state
+        if factory is None:
+            raise TypeError(f"domain {self.domain.name!r} declares no state")
+        return self.services.domain_state(self.domain.name, lambda: factory(self))
 
     @property
     def settings(self) -> Settings:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from earthkeep.catalog.db import create_db_engine, session_factory, translate_errors
 from earthkeep.catalog.migrate import upgrade
 from earthkeep.config import Section, Settings
+from earthkeep.domains import get, register_all
 from earthkeep.events.base import Bus
 from earthkeep.events.memory import MemoryBus
 from earthkeep.jobs.handlers import HandlerRegistry
@@ -66,25 +67,24 @@ class Services:
 
             store = store_from_settings(settings.store)
         services = cls(settings, engine, session_factory(engine), store, registry, queue, MemoryBus())
-        from earthkeep.domains import register_all
 
         register_all(services)
         return services
 
     def domain(self, name: str) -> DomainContext[Any, Any]:
         """The context of the domain called ``name`` (a clear error lists the known ones)."""
-        from earthkeep.domains import get
-
         return get(name).of(self)
 
-    def domain_state(self, ctx: DomainContext[Any, T]) -> T:
-        """The state of ``ctx``'s domain in this process (see :attr:`DomainContext.state`)."""
-        name = ctx.domain.name
+    def domain_state(self, name: str, factory: Callable[[], T]) -> T:
+        """Domain ``name``'s state in this process, made by ``factory`` on first use.
+
+        Reached as :attr:`DomainContext.state`, or from a domain's own modules
+        through a small accessor beside the state class (e.g.
+        :func:`earthkeep.nightlights.state.state`), so that they need not import
+        the domain's declaration.
+        """
         if name not in self._states:
-            factory = ctx.domain.state
-            if factory is None:
-                raise TypeError(f"domain {name!r} declares no state")
-            self._states.setdefault(name, factory(ctx))  # threads racing here all get the first one stored
+            self._states.setdefault(name, factory())  # threads racing here all get the first one stored
         state: T = self._states[name]
         return state
 

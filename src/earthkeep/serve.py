@@ -13,8 +13,12 @@ import uvicorn
 
 from earthkeep.config import Settings
 from earthkeep.domains import all_schedules, on_startup_all
+from earthkeep.events.nats import NatsSink
+from earthkeep.granules.config import GranuleConfig
+from earthkeep.granules.service import Collector
+from earthkeep.instances import heartbeat
 from earthkeep.jobs.worker import Worker
-from earthkeep.runtime import Services
+from earthkeep.runtime import Services, freeze_startup_objects
 from earthkeep.scheduler import Schedule, Scheduler
 
 log = structlog.get_logger(__name__)
@@ -74,7 +78,6 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
         scheduler.start()
         log.info("scheduler.started", schedules=scheduler.next_runs())
         await asyncio.to_thread(on_startup_all, services)
-    from earthkeep.instances import heartbeat
 
     tasks.append(asyncio.create_task(heartbeat(services, roles, stop)))
     if "api" in roles:
@@ -94,10 +97,6 @@ async def run_service(settings: Settings, roles: Sequence[str], *, services: Ser
 
 async def _run_granules(services: Services, stop: asyncio.Event) -> None:
     """The granule collector: posttroll/NATS publisher, gatherer, task intake, watcher, e-mails."""
-    from earthkeep.events.nats import NatsSink
-    from earthkeep.granules.config import GranuleConfig
-    from earthkeep.granules.service import Collector
-
     cfg = GranuleConfig.of(services.settings)
     nats = await NatsSink(cfg.viirs.nats_url, cfg.viirs.nats_subject).connect() if cfg.viirs.nats_url else None
     try:
@@ -125,7 +124,6 @@ async def _reload_elements_until(stop: asyncio.Event, collector: Any, every_s: f
 
 async def _run_api(settings: Settings, services: Services, stop: asyncio.Event) -> None:
     from earthkeep.api.app import create_app
-    from earthkeep.runtime import freeze_startup_objects
 
     config = uvicorn.Config(create_app(services=services), host=settings.api.host, port=settings.api.port,
                             log_config=None, access_log=False, lifespan="on")

@@ -33,9 +33,9 @@ from starlette.testclient import TestClient
 
 from earthkeep.api.app import create_app
 from earthkeep.apikeys import create_key
-from earthkeep.config import load_settings
 from earthkeep.logs import configure_logging
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 # One check per test: the 422 bodies that do not match the schema would otherwise hide the 5xx of the same operation.

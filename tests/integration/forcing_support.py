@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from earthkeep.config import Settings, load_settings
+from earthkeep.config import Settings
 from earthkeep.forcing.settings import ForcingConfig, ForcingSourcesSettings, forcing_config
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 from earthkeep.testbed import gfs
 from earthkeep.testbed.faults import FaultInjector

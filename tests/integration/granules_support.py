@@ -13,10 +13,10 @@ from typing import Any
 import zmq
 from posttroll.message import Message
 
-from earthkeep.config import load_settings
 from earthkeep.granules.config import GranuleConfig
 from earthkeep.granules.settings import ViirsSettings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 from earthkeep.testbed.gina import GinaNrt
 from earthkeep.testbed.servers import free_port

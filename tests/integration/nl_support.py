@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from earthkeep.config import load_settings
 from earthkeep.jobs.worker import Worker
 from earthkeep.nightlights import areas, requests
 from earthkeep.nightlights.geometry import parse_area
 from earthkeep.nightlights.settings import NightlightsSettings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.base import Store
 
 TOKEN = "earthdata-test-token"

@@ -80,7 +80,7 @@ def seed_catalog(services: Services, n_datasets: int = 10, per_dataset: int = 2,
 
 
 def services_for(db_url: str, tmp_path: Any, **transfer: Any) -> Services:
-    from earthkeep.config import load_settings
+    from earthkeep.settings import load_settings
     from earthkeep.store.obstore import ObstoreStore
 
     settings = load_settings(catalog={"database_url": db_url},

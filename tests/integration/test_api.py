@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from earthkeep.api.app import create_app
 from earthkeep.apikeys import create_key
 from earthkeep.catalog.items import AssetSpec, get_item, upsert_item
-from earthkeep.config import load_settings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

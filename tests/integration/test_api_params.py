@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from earthkeep.api.app import create_app
 from earthkeep.apikeys import create_key
-from earthkeep.config import load_settings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 HUGE = "1612111874273484029820928"  # > 2**64

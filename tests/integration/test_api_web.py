@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from earthkeep.api.app import create_app
-from earthkeep.config import load_settings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 STAC_BROWSER = "https://radiantearth.github.io"

@@ -6,10 +6,10 @@ import asyncio
 
 from granules_support import emulator
 
-from earthkeep.config import load_settings
 from earthkeep.granules.orbits import TLE_KEY
 from earthkeep.runtime import Services
 from earthkeep.serve import _run_granules
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 from earthkeep.testbed.runner import serve_app
 from earthkeep.testbed.servers import free_port

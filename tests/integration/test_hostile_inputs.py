@@ -17,8 +17,8 @@ from sqlalchemy import text
 
 from earthkeep.api.app import create_app
 from earthkeep.apikeys import create_key
-from earthkeep.config import load_settings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 _spec = importlib.util.spec_from_file_location(

@@ -10,11 +10,11 @@ import pytest
 from ingest_support import app_client, count, key, register, rollup_total, stored_keys
 from sqlalchemy import text
 
-from earthkeep.config import load_settings
 from earthkeep.ingest.models import Station
 from earthkeep.ingest.settings import IngestSettings
 from earthkeep.ingest.simulator import Simulator, make_stations
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

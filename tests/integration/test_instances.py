@@ -12,8 +12,8 @@ from sqlalchemy import update
 from earthkeep import instances
 from earthkeep.api.app import create_app
 from earthkeep.catalog.tables import ServiceInstance, utcnow
-from earthkeep.config import load_settings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 from earthkeep.testbed.servers import free_port
 

@@ -10,12 +10,12 @@ from rescue_support import key, seed_catalog
 from sqlalchemy import text
 
 from earthkeep.catalog.db import translate_errors
-from earthkeep.config import load_settings
 from earthkeep.errors import SourceUnavailable
 from earthkeep.rescue import allocation
 from earthkeep.rescue.domain import rank_now
 from earthkeep.rescue.settings import RescueSettings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 NODES = 50

@@ -37,8 +37,8 @@ from fastapi.testclient import TestClient
 from earthkeep.api.app import create_app
 from earthkeep.api.deps import require
 from earthkeep.apikeys import create_key, revoke_key
-from earthkeep.config import load_settings
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 CREDENTIALS = ("anonymous", "wrong", "revoked", "read", "ingest", "node", "admin")

@@ -24,9 +24,9 @@ from shapely.geometry import box, shape
 from earthkeep.api.app import create_app
 from earthkeep.catalog.cursor import encode_cursor
 from earthkeep.catalog.items import AssetSpec, upsert_item
-from earthkeep.config import load_settings
 from earthkeep.forcing.records import ForcingFile, record_file
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 from earthkeep.testbed.runner import serve_app
 

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from earthkeep.config import load_settings, mask_url
+from earthkeep.config import mask_url
 from earthkeep.errors import ConfigError
+from earthkeep.settings import load_settings
 
 SEED_ENV = {
     "DATABASE_URL": "postgresql://driftline:hunter2@db.example:5432/driftline",
@@ -122,7 +123,7 @@ def test_mask_url_without_password_is_unchanged():
 def test_configuration_reference_in_docs_is_current():
     from pathlib import Path
 
-    from earthkeep.config import reference_markdown
+    from earthkeep.settings import reference as reference_markdown
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text().strip() == reference_markdown().strip(), (

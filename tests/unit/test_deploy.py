@@ -17,8 +17,8 @@ import yaml
 from typer.testing import CliRunner
 
 from earthkeep.cli.main import app
-from earthkeep.config import reference_markdown
 from earthkeep.serve import parse_roles
+from earthkeep.settings import reference as reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -11,7 +11,7 @@ import typer
 from fastapi import APIRouter
 
 from earthkeep import domains
-from earthkeep.config import SECTIONS, ConfigError, load_settings
+from earthkeep.config import SECTIONS, ConfigError
 from earthkeep.domain import resolve
 from earthkeep.errors import NotFound
 from earthkeep.ingest.domain import DOMAIN as INGEST
@@ -21,6 +21,7 @@ from earthkeep.nightlights.domain import NightlightsState
 from earthkeep.nightlights.settings import NightlightsSettings
 from earthkeep.rescue.domain import DOMAIN as RESCUE
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.memory import MemoryStore
 
 # The catalog's tables as the migrations know them (written down before the registry gathered them).

@@ -14,8 +14,10 @@ from earthkeep.api.metrics import CatalogCollector
 from earthkeep.api.middleware import HttpMetrics, RequestContext
 from earthkeep.api.routers import health, items, jobs, runs, stac
 from earthkeep.api.schemas import ErrorOut
-from earthkeep.config import Settings, load_settings
+from earthkeep.config import Settings
+from earthkeep.domains import routers
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -45,7 +47,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     errors.install(app)
     for router in (health.router, items.router, jobs.router, runs.router, stac.router):
         app.include_router(router)
-    from earthkeep.domains import routers
 
     for router in routers():  # each domain's Domain.router
         app.include_router(router)

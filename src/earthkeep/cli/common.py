@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from earthkeep.config import Settings, load_settings
+from earthkeep.config import Settings
 from earthkeep.errors import ConfigError, EarthkeepError, InvalidInput
 from earthkeep.logs import configure_logging
+from earthkeep.settings import load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -81,7 +82,6 @@ def fail(message: str) -> typer.Exit:
 
 def friendly(fn: F) -> F:
     """Print earthkeep errors as one red line (no traceback) and exit 1, or 2 for usage errors."""
-
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:

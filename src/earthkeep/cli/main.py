@@ -185,7 +185,7 @@ def config_show(as_json: Annotated[bool, typer.Option("--json", help="print JSON
 @config_app.command("reference")
 def config_reference() -> None:
     """Print the configuration reference as Markdown (docs/configuration.md)."""
-    from earthkeep.config import reference_markdown
+    from earthkeep.settings import reference as reference_markdown
 
     typer.echo(reference_markdown())
 

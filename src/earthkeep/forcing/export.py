@@ -21,10 +21,10 @@ import structlog
 
 from earthkeep.catalog.items import check_bbox
 from earthkeep.catalog.tables import Item
-from earthkeep.config import load_settings
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.forcing.records import COLLECTIONS, data_type_of, items_of
 from earthkeep.runtime import Services as _Services
+from earthkeep.settings import load_settings
 
 if TYPE_CHECKING:
     import xarray as xr

@@ -61,7 +61,6 @@ class Outlook:
 
     @classmethod
     def of(cls, cfg: ForcingConfig, now: datetime) -> Outlook:
-
         nxt = parse_cron(cfg.seed.collection_schedule).get_next_fire_time(None, now)
         return cls(tuple(cfg.sources.gfs_mirrors), frozenset(cfg.forecast_hours), cfg.seed.historical_days,
                    nxt or now)

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from earthkeep.catalog.items import check_bbox
 from earthkeep.config import Section, check_cron
+from earthkeep.errors import InvalidInput
 from earthkeep.sources.gfs import MIRRORS
 
 if TYPE_CHECKING:
@@ -150,8 +152,6 @@ class ForcingSourcesSettings(Section):
     def _bbox(cls, v: list[float] | None) -> list[float] | None:
         if v is None:
             return None
-        from earthkeep.catalog.items import check_bbox
-        from earthkeep.errors import InvalidInput
 
         try:
             return list(check_bbox(v))

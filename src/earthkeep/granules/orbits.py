@@ -56,7 +56,6 @@ class Elements:
     @classmethod
     async def from_store(cls, store: Store) -> Elements:
         """The stored elements file, or no elements when it was never fetched."""
-
         try:
             return cls.from_text((await store.get(TLE_KEY)).decode("ascii", "replace"))
         except NotFound:

@@ -93,7 +93,6 @@ async def fetch_handler(ctx: JobContext) -> dict[str, Any]:
 
 def validator(allow_private: bool) -> Callable[[dict[str, Any]], None]:
     """Refuse a fetch payload before it is queued: its fields, its URL (scheme, private ranges), its key."""
-
     def validate(payload: dict[str, Any]) -> None:
         p = parse_payload(payload)
         check_url_offline(p.url, allow_private)  # the worker resolves the name and checks again

@@ -1,47 +1,23 @@
 """The nightlights domain: its job kinds, schedule, settings, tables and per-process state.
 
 The handlers (:mod:`earthkeep.nightlights.handlers`, with rasterio and h5py
-behind them) are imported when the kinds are registered, not with this module.
+behind them) are imported when the kinds are registered, not with this module;
+they reach the state through :mod:`earthkeep.nightlights.state`, never through
+this module, so the lazy import closes no cycle.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from earthkeep.domain import Domain, DomainContext
 from earthkeep.nightlights.settings import NightlightsSettings
+from earthkeep.nightlights.state import EARTH_ENGINE, ETL, LAADS, SWEEP, NightlightsState
 from earthkeep.scheduler import Schedule
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
 
     from earthkeep.config import Settings
-    from earthkeep.raster.zonal import WeightCache
-
-LAADS = "laads_download"
-EARTH_ENGINE = "earth_engine_export"
-ETL = "etl_processing"
-SWEEP = "nightlights_sweep"
-
-
-@dataclass
-class NightlightsState:
-    """What one process keeps between jobs and requests.
-
-    ``weights``: areas' coverage weights (made on first use by the processing);
-    ``cogs``: the last few composites' COG bytes, for tiles; ``tile_locks``: one
-    lock (and its number of users) per raw tile being fetched, so concurrent jobs
-    fetch each tile once; ``locked_sessions``: the session factory of
-    :func:`earthkeep.nightlights.requests.locked`.
-    """
-
-    weights: WeightCache | None = None
-    cogs: OrderedDict[str, tuple[Any, bytes]] = field(default_factory=OrderedDict)
-    tile_locks: dict[str, list[Any]] = field(default_factory=dict)
-    locked_sessions: sessionmaker[Session] | None = None
-
 
 def register(ctx: DomainContext[Any, Any]) -> None:
     from earthkeep.nightlights.handlers import register as register_handlers

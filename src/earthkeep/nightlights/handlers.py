@@ -33,10 +33,10 @@ from earthkeep.errors import Conflict, EarthkeepError, InvalidInput, NotFound
 from earthkeep.jobs.handlers import JobContext
 from earthkeep.jobs.worker import PERMANENT
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.domain import DOMAIN
 from earthkeep.nightlights.months import days_of, month_bounds, parse_month
 from earthkeep.nightlights.processing import process_request
 from earthkeep.nightlights.requests import EARTH_ENGINE, ETL, LAADS, SWEEP, nl_settings, record_input, sweep
+from earthkeep.nightlights.state import state as nl_state
 from earthkeep.nightlights.tables import Area
 from earthkeep.raster.grid import BLACK_MARBLE_RES, snap
 from earthkeep.sources import blackmarble
@@ -115,7 +115,7 @@ async def _laads(services: Services, area: Area, month: str) -> tuple[list[str],
 async def _fetch_once(services: Services, engine: Any, req: TransferRequest,
                       gate: asyncio.Semaphore) -> TransferResult | None:
     """Fetch a raw tile unless it is stored; concurrent jobs of this process wait for each other per tile."""
-    locks = DOMAIN.of(services).state.tile_locks
+    locks = nl_state(services).tile_locks
     entry = locks.setdefault(req.key, [asyncio.Lock(), 0])
     entry[1] += 1
     try:

@@ -34,10 +34,10 @@ from earthkeep.catalog.tables import Job
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.events.base import Event
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.domain import DOMAIN
 from earthkeep.nightlights.months import month_bounds, months_between
 from earthkeep.nightlights.requests import LAADS, get_request, lock_area, locked, nl_settings
 from earthkeep.nightlights.results import upsert_result
+from earthkeep.nightlights.state import state as nl_state
 from earthkeep.nightlights.tables import Area, Input
 from earthkeep.raster.blackmarble import Masking, common_resolution, monthly_composite, open_granules
 from earthkeep.raster.cog import write_cog
@@ -231,7 +231,7 @@ async def _forget_corrupt(services: Services, inp: Input, reason: str) -> None:
 
 def weight_cache(services: Services) -> WeightCache:
     """This worker's coverage weights in memory (one per process: the services live as long as it)."""
-    state = DOMAIN.of(services).state
+    state = nl_state(services)
     if state.weights is None:
         state.weights = WeightCache()
     return state.weights

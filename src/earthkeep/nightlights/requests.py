@@ -23,9 +23,10 @@ from sqlalchemy.orm import Session
 from earthkeep.catalog.db import is_sqlite, session_factory, translate_errors
 from earthkeep.catalog.tables import Job, utcnow
 from earthkeep.errors import InvalidInput, NotFound
-from earthkeep.nightlights.domain import DOMAIN, EARTH_ENGINE, ETL, LAADS, SWEEP
 from earthkeep.nightlights.months import month_range, months_between
 from earthkeep.nightlights.settings import NightlightsSettings
+from earthkeep.nightlights.state import EARTH_ENGINE, ETL, LAADS, SWEEP
+from earthkeep.nightlights.state import state as nl_state
 from earthkeep.nightlights.tables import Area, Input, Request, Result
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def resolve_source(name: str | None, settings: NightlightsSettings) -> str:
 
 def locked(services: Services) -> Session:
     """A write session serialised per database (SQLite) or per area row (PostgreSQL, see :func:`lock_area`)."""
-    state = DOMAIN.of(services).state
+    state = nl_state(services)
     if state.locked_sessions is None:
         opts = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(services.engine) else {}
         state.locked_sessions = session_factory(services.engine.execution_options(**opts))

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from earthkeep.catalog.db import translate_errors
 from earthkeep.errors import NotFound
 from earthkeep.nightlights import keys
-from earthkeep.nightlights.domain import DOMAIN
 from earthkeep.nightlights.months import parse_month
 from earthkeep.nightlights.requests import nl_settings
 from earthkeep.nightlights.results import get_result
+from earthkeep.nightlights.state import state as nl_state
 from earthkeep.nightlights.tables import Area
 from earthkeep.raster.grid import BLACK_MARBLE_RES, snap
 from earthkeep.raster.tiles import Style, render_tile, tile_bounds_ok, tilejson, zoom_range
@@ -62,7 +62,7 @@ async def get_tile(services: Services, area_id: int, month: str, z: int, x: int,
 
 async def _cog(services: Services, key: str) -> bytes:
     """COG bytes, kept for the last few composites (invalidated by size and etag)."""
-    cache = DOMAIN.of(services).state.cogs
+    cache = nl_state(services).cogs
     info = await services.store.head(key)
     stamp = (info.size, info.etag, info.sha256)
     hit = cache.get(key)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from earthkeep.domain import Domain, DomainContext
-from earthkeep.rescue.settings import RescueSettings
+from earthkeep.rescue.settings import RescueSettings, rescue_settings
 from earthkeep.scheduler import Schedule
 
 if TYPE_CHECKING:
@@ -23,11 +23,6 @@ if TYPE_CHECKING:
     from earthkeep.runtime import Services
 
 DISCOVER, PROBE, RANK, REAP, SELF = "rescue.discover", "rescue.probe", "rescue.rank", "rescue.reap", "rescue.self"
-
-
-def rescue_settings(services: Services) -> RescueSettings:
-    """The ``[rescue]`` section of ``services`` (``services.use_settings`` replaces it)."""
-    return services.settings.of(RescueSettings)
 
 
 @dataclass

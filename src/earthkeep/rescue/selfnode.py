@@ -15,9 +15,9 @@ from sqlalchemy import select
 from earthkeep.apikeys import create_key
 from earthkeep.catalog.tables import ApiKey
 from earthkeep.rescue import allocation
-from earthkeep.rescue.domain import rescue_settings
 from earthkeep.rescue.node import RescueNode
 from earthkeep.rescue.queries import dataset_document
+from earthkeep.rescue.settings import rescue_settings
 
 if TYPE_CHECKING:
     from earthkeep.runtime import Services

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
 from earthkeep.config import Section, check_cron
+
+if TYPE_CHECKING:
+    from earthkeep.runtime import Services
 
 DATA_GOV = "https://catalog.data.gov"
 Names = Annotated[list[str], NoDecode]
@@ -120,3 +123,8 @@ class RescueSettings(Section):
     @classmethod
     def _cron(cls, v: str) -> str:
         return check_cron(v)
+
+
+def rescue_settings(services: Services) -> RescueSettings:
+    """The ``[rescue]`` section of ``services`` (``services.use_settings`` replaces it)."""
+    return services.settings.of(RescueSettings)

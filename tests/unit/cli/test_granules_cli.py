@@ -6,9 +6,9 @@ from typer.testing import CliRunner
 
 from earthkeep.cli import common
 from earthkeep.cli.granules import app, tasks_app
-from earthkeep.config import load_settings
 from earthkeep.granules import tasks
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 
 
 def test_tasks_list_prints_the_queue(tmp_path, monkeypatch):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from earthkeep.config import ConfigError, load_settings
+from earthkeep.config import ConfigError
 from earthkeep.forcing.domain import schedules
 from earthkeep.forcing.settings import ForcingConfig, ForcingSettings, ForcingSourcesSettings
+from earthkeep.settings import load_settings
 
 
 def test_sources_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

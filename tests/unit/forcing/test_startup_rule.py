@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from earthkeep.config import load_settings
 from earthkeep.forcing.domain import on_startup, register
 from earthkeep.forcing.settings import forcing_config
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 FORCING_ENV = ("FORCING_COLLECT_ON_START", "FORCING_GFS_AWS_URL", "FORCING_GFS_GRID", "COPERNICUS_USERNAME",

@@ -6,11 +6,11 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from earthkeep.config import load_settings
 from earthkeep.events.base import Event
 from earthkeep.granules.outbox import add_message, unsent
 from earthkeep.granules.publisher import Announcer, attach_sinks
 from earthkeep.runtime import Services
+from earthkeep.settings import load_settings
 from earthkeep.store.obstore import ObstoreStore
 
 

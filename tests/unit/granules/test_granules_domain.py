@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from earthkeep.config import load_settings
 from earthkeep.granules.domain import register, schedules
 from earthkeep.jobs.handlers import HandlerRegistry
+from earthkeep.settings import load_settings
 
 
 def test_register_and_schedules():

@@ -42,8 +42,8 @@ class _Worker:
         """A new worker: nothing in memory, the store still holds what was put there."""
         self.state = NightlightsState()
 
-    def domain_state(self, ctx):
-        assert ctx.domain is DOMAIN
+    def domain_state(self, name, factory):
+        assert name == DOMAIN.name and factory is NightlightsState
         return self.state
 
 

@@ -70,7 +70,6 @@ def datasets(
 @router.get("/datasets/{dataset_id}/file")
 async def dataset_file(dataset_id: str, services: ServicesDep, _: ReadDep) -> StreamingResponse:
     """Stream one forcing file from the store; records ``last_accessed_at``."""
-
     def touch() -> tuple[str, str | None]:
         with services.sessions.begin() as s:
             row = dataset_for_download(s, dataset_id)
@@ -129,7 +128,6 @@ async def wind_png(
 @router.get("/gaps", response_model=list[GapOut])
 def gaps(services: ServicesDep, _: ReadDep) -> list[GapOut]:
     """What the 3-hourly wind series over ``HISTORICAL_DAYS`` lacks, and why."""
-
     report = gap_report(services, forcing_config(services.settings), now=datetime.now(UTC))
     return [GapOut(file_id=g.file_id, valid_time=g.valid_time, reason=g.reason, attempts=g.attempts) for g in report]
 
@@ -137,6 +135,5 @@ def gaps(services: ServicesDep, _: ReadDep) -> list[GapOut]:
 @router.post("/collect", status_code=202, dependencies=[Depends(require("admin"))])
 def collect(services: ServicesDep) -> dict[str, object]:
     """Enqueue a collection now (joins one already pending or running)."""
-
     enq = services.queue.enqueue(COLLECT, {"history": True, "reason": "api"}, dedupe_key="forcing:collect")
     return {"job_id": enq.job.id, "created": enq.created}

@@ -87,7 +87,6 @@ async def _reachable(name: str, url: str, timeout: float = 2.0) -> str:
 @router.get("/status/services")
 async def running_services(services: ServicesDep, _: ReadDep) -> dict[str, Any]:
     """The `earthkeep serve` processes of this catalog: host, pid, roles, version, last heartbeat, alive."""
-
     rows = await asyncio.to_thread(listing, services)
     roles = sorted({r for row in rows if row["alive"] for r in row["roles"]})
     return {"services": rows, "roles_running": roles}
