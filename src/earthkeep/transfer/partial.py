@@ -85,10 +85,10 @@ class PartialFile:
             raise Conflict(f"another transfer is writing {path}; wait for it to finish") from exc
         size = os.fstat(fd).st_size
         coverage = _load_coverage(path.with_name(path.name + ".json"), identity, size)
-        if coverage.total() == 0 and size:
-            # not on an empty file: ext4 takes "truncated to 0, then written" for a file being
-            # replaced and flushes it to disk on close (auto_da_alloc), 30-60 ms per 256 MiB
-            os.ftruncate(fd, 0)
+        if coverage.total() == 0:
+            if size:  # not on an empty file: ext4 takes "truncated to 0, then written" for a file
+                # being replaced and flushes it to disk on close (auto_da_alloc), 30-60 ms per 256 MiB
+                os.ftruncate(fd, 0)
         else:
             log.info("transfer.resume", path=str(path), bytes_on_disk=coverage.total())
         return cls(path, fd, identity, coverage)
