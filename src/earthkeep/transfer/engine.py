@@ -9,8 +9,10 @@ stored object:
    file, or a whole file fetched without resume), and the first answer tells
    instead (see :func:`~earthkeep.transfer.probe.remote_from_range_answer`);
 2. **plan** what is missing from the partial file under ``settings.work_dir``
-   (nothing on a fresh start, less after an interruption) as range requests of
-   1-32 MiB, shared by ``settings.segments`` workers; a server without ranges or
+   (nothing on a fresh start, less after an interruption) as few long range
+   requests run by ``settings.segments`` workers at once: one long piece each,
+   then one short piece each for the last sixth
+   (:func:`~earthkeep.transfer.plan.plan_segments`); a server without ranges or
    size gets one plain stream, resumed with ``Range: bytes=N-`` when it can;
 3. **fetch** with at most ``settings.per_host`` requests in flight per host, retrying
    5xx, 429 (``Retry-After``), timeouts, resets, short bodies and 200-for-Range
@@ -60,7 +62,7 @@ from earthkeep.transfer.http import (
     make_client,
 )
 from earthkeep.transfer.partial import PartialFile
-from earthkeep.transfer.plan import Fetch, piece_size, plan_fetches
+from earthkeep.transfer.plan import Fetch, plan_segments
 from earthkeep.transfer.probe import RemoteInfo, remote_from_range_answer, remote_info
 from earthkeep.transfer.ranges import Span, check_range, format_range, parse_content_range
 from earthkeep.transfer.request import (
@@ -268,9 +270,7 @@ class TransferEngine:
 
     async def _run_segments(self, req: TransferRequest, dl: Download, total: int, stats: _Stats) -> None:
         segments = self._settings.segments
-        fetches = plan_fetches(
-            dl.spans, dl.partial.coverage, piece=piece_size(total, segments, hashed=dl.hashing), merge_gap=req.merge_gap
-        )
+        fetches = plan_segments(dl.spans, dl.partial.coverage, segments, merge_gap=req.merge_gap)
         if not fetches:
             return
         queue = list(reversed(fetches))

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from earthkeep.errors import InvalidInput
-from earthkeep.transfer.plan import HASHED_MAX_PIECE, MAX_PIECE, MIN_PIECE, Fetch, piece_size, plan_fetches
+from earthkeep.transfer.plan import MAX_HEAD_PIECE, MIN_PIECE, TAIL_SHARE, Fetch, plan_fetches, plan_segments
 from earthkeep.transfer.ranges import (
     ContentRange,
     Coverage,
@@ -173,12 +173,65 @@ def test_coverage_from_intervals():
 # ---------------------------------------------------------------------- planning
 
 
-def test_piece_size():
-    assert piece_size(100 << 20, 1) == 100 << 20
-    assert piece_size(256 << 20, 4) == MAX_PIECE
-    assert piece_size(10 << 20, 4) == (10 << 20) // 4
-    assert piece_size(100, 4) == MIN_PIECE
-    assert piece_size(256 << 20, 4, hashed=True) == HASHED_MAX_PIECE < MAX_PIECE
+def _covered_once(fetches: list[Fetch], size: int) -> bool:
+    cov = Coverage()
+    for f in fetches:
+        assert f.length is not None
+        assert Coverage(cov.intervals()).covers(f.start, f.start + f.length) is False
+        cov.add(f.start, f.start + f.length)
+    return cov.intervals() == [(0, size)] and sum(f.length or 0 for f in fetches) == size
+
+
+def test_plan_segments_one_long_piece_each_then_a_short_tail():
+    size = 256 << 20
+    fetches = plan_segments([Span(0, 0, size)], Coverage(), 4)
+    lengths = [f.length for f in fetches]
+    assert len(fetches) == 8
+    assert max(lengths[:4]) - min(lengths[:4]) <= 1 and max(lengths[4:]) - min(lengths[4:]) <= 1  # type: ignore
+    assert sum(lengths[4:]) == size // TAIL_SHARE  # type: ignore[arg-type]
+    assert min(lengths[:4]) > 4 * max(lengths[4:])  # type: ignore[type-var,operator]
+    assert [f.start for f in fetches] == sorted(f.start for f in fetches)  # in file order: the hash follows
+    assert _covered_once(fetches, size)
+
+
+def test_plan_segments_caps_head_pieces_in_whole_rounds():
+    size = 1 << 30
+    fetches = plan_segments([Span(0, 0, size)], Coverage(), 4)
+    head, tail = fetches[:-4], fetches[-4:]
+    assert len(head) == 16 and all((f.length or 0) <= MAX_HEAD_PIECE for f in head)
+    assert sum(f.length or 0 for f in tail) == size // TAIL_SHARE
+    assert _covered_once(fetches, size)
+
+
+def test_plan_segments_small_or_single():
+    assert [f.length for f in plan_segments([Span(0, 0, 10 << 20)], Coverage(), 4)] == [(10 << 20) // 4] * 4
+    assert [f.length for f in plan_segments([Span(0, 0, 100)], Coverage(), 4)] == [100]
+    assert [(f.start, f.end) for f in plan_segments([Span(0, 0, 100 << 20)], Coverage(), 1)] == [(0, (100 << 20) - 1)]
+    assert plan_segments([Span(0, 0, None)], Coverage([(0, 7)]), 4) == [Fetch(7, None, (Span(7, 7, None),))]
+    assert plan_segments([Span(0, 0, 100)], Coverage([(0, 100)]), 4) == []
+    assert MIN_PIECE == 1 << 20
+
+
+def test_plan_segments_resume_fetches_only_the_missing_bytes():
+    size = 256 << 20
+    have = Coverage([(0, 100 << 20), (150 << 20, 160 << 20)])
+    fetches = plan_segments([Span(0, 0, size)], have, 4)
+    got = Coverage(have.intervals())
+    for f in fetches:
+        assert f.length is not None and have.covers(f.start, f.start + f.length) is False
+        assert next(have.missing(f.start, f.start + f.length)) == (f.start, f.start + f.length)  # nothing twice
+        got.add(f.start, f.start + f.length)
+    assert got.intervals() == [(0, size)]
+    assert sum(f.length or 0 for f in fetches) == size - have.total()
+
+
+def test_plan_segments_keeps_ranges_and_their_destinations():
+    spans = layout([(50 << 20, (80 << 20) - 1), (0, (10 << 20) - 1)], 100 << 20)
+    fetches = plan_segments(spans, Coverage(), 2, merge_gap=0)
+    placed = sorted((s.src, s.dst, s.length) for f in fetches for s in f.spans)
+    assert sum(s[2] or 0 for s in placed) == 40 << 20
+    for src, dst, _ in placed:
+        assert (src >= 50 << 20 and dst == src - (50 << 20)) or (src < 10 << 20 and dst == src + (30 << 20))
 
 
 def test_plan_whole_file_in_pieces():
