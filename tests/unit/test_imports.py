@@ -31,14 +31,12 @@ ROOT = "earthkeep"
 
 # earthkeep modules whose import pulls in a heavy optional dependency, with the reason
 HEAVY: dict[str, str] = {
-    "earthkeep.api.app": "FastAPI and every router",
-    "earthkeep.api.schemas": "pydantic models of the whole API",
-    "earthkeep.demo": "the testbed emulators and httpx",
-    "earthkeep.forcing.export": "xarray and netCDF writers",
-    "earthkeep.forcing.quicklook": "matplotlib-free PNG rendering with numpy",
+    "earthkeep.api.app": "FastAPI, the routers and the dashboard (only the api role needs them)",
+    "earthkeep.forcing.export": "xarray and the NetCDF writers",
+    "earthkeep.forcing.quicklook": "rasterio (PNG rendering) and xarray through export",
     "earthkeep.raster.grib": "eccodes",
-    "earthkeep.store.obstore": "obstore (the Rust object-store client)",
-    "earthkeep.transfer.engine": "httpx, h2 and the TLS context",
+    "earthkeep.store.obstore": "obstore, the Rust object-store client (not needed with an injected store)",
+    "earthkeep.transfer.engine": "httpx and h2 (only processes that download need them)",
 }
 LAZY_PACKAGES = ("earthkeep.cli",)  # start-up time of the command line, see the module docstring
 
