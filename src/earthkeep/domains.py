@@ -14,7 +14,7 @@ from earthkeep.errors import NotFound
 from earthkeep.forcing.domain import DOMAIN as FORCING
 from earthkeep.granules.domain import DOMAIN as GRANULES
 from earthkeep.ingest.domain import DOMAIN as INGEST
-from earthkeep.jobs.fetch import DOMAIN as DOWNLOADS
+from earthkeep.jobs.domain import DOMAIN as DOWNLOADS
 from earthkeep.nightlights.domain import DOMAIN as NIGHTLIGHTS
 from earthkeep.rescue.domain import DOMAIN as RESCUE
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from earthkeep.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +42,12 @@ class Scheduler:
     """Enqueues a job per schedule tick through ``enqueue`` (never runs the job)."""
 
     def __init__(self, enqueue: Callable[[Schedule], Any]) -> None:
+        # imported here: settings import this module for parse_cron and Schedule, and the command line
+        # should not pay for APScheduler's scheduler machinery it never starts
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         self._enqueue = enqueue
-        self._aps = AsyncIOScheduler(timezone="UTC")
+        self._aps: AsyncIOScheduler = AsyncIOScheduler(timezone="UTC")
         self.schedules: dict[str, Schedule] = {}
 
     def add(self, schedule: Schedule) -> None:

@@ -13,11 +13,11 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from earthkeep.catalog.bbox import BBox, check_bbox
 from earthkeep.catalog.cursor import decode_cursor, encode_cursor
 from earthkeep.catalog.tables import Asset, Item, UTCDateTime, utcnow
 from earthkeep.errors import InvalidInput, NotFound
 
-BBox = tuple[float, float, float, float]
 GEOJSON_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                  "GeometryCollection")
 #: Sortable fields: the name callers use -> the column (``datetime`` is the start of an item's range).
@@ -74,16 +74,6 @@ def check_geometry(geometry: Any) -> BaseGeometry:
     if geom.is_empty or not shapely.is_valid(geom):
         raise InvalidInput(f"the {geometry['type']} geometry is empty or invalid: {shapely.is_valid_reason(geom)}")
     return geom
-
-
-def check_bbox(bbox: Sequence[float]) -> BBox:
-    """Validate a ``west,south,east,north`` box in degrees."""
-    if len(bbox) != 4:
-        raise InvalidInput("bbox needs 4 numbers: west,south,east,north")
-    w, s, e, n = (float(v) for v in bbox)
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise InvalidInput("bbox must be west,south,east,north in degrees with south <= north")
-    return (w, s, e, n)
 
 
 def upsert_item(

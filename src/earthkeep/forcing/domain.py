@@ -17,11 +17,11 @@ import structlog
 from earthkeep.domain import Domain, DomainContext
 from earthkeep.errors import SourceUnavailable
 from earthkeep.forcing.settings import ForcingSettings, ForcingSourcesSettings, forcing_config
-from earthkeep.jobs.handlers import JobContext
 from earthkeep.scheduler import Schedule
 
 if TYPE_CHECKING:
     from earthkeep.config import Settings
+    from earthkeep.jobs.handlers import JobContext
     from earthkeep.runtime import Services
 
 log = structlog.get_logger(__name__)

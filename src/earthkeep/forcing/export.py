@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from earthkeep.catalog.items import check_bbox
+from earthkeep.catalog.bbox import check_bbox
 from earthkeep.catalog.tables import Item
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.forcing.records import COLLECTIONS, data_type_of, items_of

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from earthkeep.catalog.items import check_bbox
+from earthkeep.catalog.bbox import check_bbox
 from earthkeep.config import Section, check_cron
 from earthkeep.errors import InvalidInput
 from earthkeep.sources.gfs import MIRRORS

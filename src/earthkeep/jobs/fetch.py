@@ -17,7 +17,6 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from earthkeep.catalog.items import AssetSpec, upsert_item
 from earthkeep.catalog.tables import utcnow
-from earthkeep.domain import Domain, DomainContext
 from earthkeep.errors import InvalidInput
 from earthkeep.events.base import Event
 from earthkeep.jobs.handlers import JobContext
@@ -27,7 +26,6 @@ from earthkeep.transfer.urls import check_url, check_url_offline
 if TYPE_CHECKING:
     from earthkeep.runtime import Services
 
-KIND = "fetch"
 log = structlog.get_logger(__name__)
 
 
@@ -99,12 +97,3 @@ def validator(allow_private: bool) -> Callable[[dict[str, Any]], None]:
         target_key(p)
 
     return validate
-
-
-def register(ctx: DomainContext[Any, Any]) -> None:
-    ctx.registry.register(KIND, fetch_handler, description="download one URL into the store as an item",
-                          validate=validator(ctx.settings.transfer.allow_private))
-
-
-DOMAIN: Domain[Any, None] = Domain("downloads", register, job_kinds=(KIND,), cli={"fetch": "earthkeep.cli.fetch:fetch"})
-"""The ``downloads`` domain: the ``fetch`` job kind (its items are in the core catalog tables)."""

@@ -9,7 +9,7 @@ from shapely.geometry import mapping
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from earthkeep.catalog.items import check_bbox
+from earthkeep.catalog.bbox import check_bbox
 from earthkeep.catalog.tables import utcnow
 from earthkeep.errors import InvalidInput, NotFound
 from earthkeep.nightlights.geometry import Limits, ParsedArea

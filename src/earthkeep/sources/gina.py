@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from earthkeep.errors import InvalidInput, UnsafePath
 from earthkeep.store.keys import safe_key
-from earthkeep.transfer.engine import TransferRequest
+from earthkeep.transfer.request import TransferRequest
 
 # ------------------------------------------------------------------ provider
 

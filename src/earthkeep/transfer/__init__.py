@@ -2,11 +2,16 @@
 
 Sources say *what* to fetch (:class:`TransferRequest`); :class:`TransferEngine`
 fetches it into a :class:`~earthkeep.store.base.Store`.
+
+The names that need httpx (the engine, the retry policy, the probe) are loaded
+on first use, so that importing a light submodule such as
+:mod:`earthkeep.transfer.idx` (GFS inventories, settings) does not import httpx.
 """
 
-from earthkeep.transfer.engine import TransferEngine, TransferRequest, TransferResult
-from earthkeep.transfer.http import RetryPolicy
-from earthkeep.transfer.probe import RemoteInfo
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from earthkeep.transfer.ranges import (
     ByteRange,
     format_range,
@@ -14,7 +19,13 @@ from earthkeep.transfer.ranges import (
     parse_content_range,
     split_segments,
 )
+from earthkeep.transfer.request import TransferRequest, TransferResult
 from earthkeep.transfer.urls import check_url
+
+if TYPE_CHECKING:
+    from earthkeep.transfer.engine import TransferEngine
+    from earthkeep.transfer.http import RetryPolicy
+    from earthkeep.transfer.probe import RemoteInfo
 
 __all__ = [
     "ByteRange",
@@ -29,3 +40,20 @@ __all__ = [
     "parse_content_range",
     "split_segments",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The httpx-backed names, imported when first asked for (PEP 562)."""
+    if name == "TransferEngine":
+        from earthkeep.transfer import engine
+
+        return engine.TransferEngine
+    if name == "RetryPolicy":
+        from earthkeep.transfer import http
+
+        return http.RetryPolicy
+    if name == "RemoteInfo":
+        from earthkeep.transfer import probe
+
+        return probe.RemoteInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

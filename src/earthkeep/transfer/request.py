@@ -10,12 +10,14 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from earthkeep.errors import IntegrityError, InvalidInput, TransferFailed
 from earthkeep.store.base import ObjectInfo
-from earthkeep.transfer.probe import RemoteInfo
 from earthkeep.transfer.ranges import ByteRange, Span, layout
+
+if TYPE_CHECKING:
+    from earthkeep.transfer.probe import RemoteInfo  # httpx behind it; sources import this module
 
 
 @dataclass(frozen=True)

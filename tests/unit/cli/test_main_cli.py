@@ -1,5 +1,9 @@
 """The CLI against a real embedded catalog in a temp dir."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -76,3 +80,23 @@ def test_jobs_enqueue_list_cancel_retry():
 def test_serve_rejects_unknown_roles():
     r = run("serve", "--role", "api,chef")
     assert r.exit_code == 2 and "--role" in r.output
+
+
+# What the command line must not load to show its help or parse its settings: each of these is for
+# the commands that use it (the catalog, geometry, downloads, the API), and every CLI run and every
+# e2e subprocess would pay for it otherwise.
+NOT_AT_START = ("sqlalchemy", "shapely", "pyproj", "psycopg", "numpy", "h5py", "httpx", "fastapi", "xarray",
+                "rasterio", "eccodes", "apscheduler.schedulers")
+
+
+def test_the_command_line_starts_and_reads_its_settings_without_the_heavy_libraries(embedded):
+    code = ("import sys\n"
+            "from earthkeep.cli.common import settings\n"
+            "from earthkeep.cli.main import app\n"
+            "settings()\n"
+            f"print(','.join(m for m in {NOT_AT_START!r} if m in sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if k != "EARTHKEEP_CONFIG"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=embedded)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", f"importing the CLI and loading settings imported {done.stdout.strip()}"
