@@ -30,7 +30,10 @@ sum and mean:
   called, as a user would, and its outcome reported.
 
 Wall times run from the first request to the last metric (imports and
-emulator start-up excluded for both). Printed: both times, the ratio, and the
+emulator start-up excluded for both; so is numba's compile of the metrics kernel, which
+``make install`` does once: :func:`earthkeep.raster.zonal.warm_up`, its time printed).
+After each earthkeep run, the jobs' phases from the queue: per kind, from the first
+start to the last finish, and the summed job time. Printed: both times, the ratio, and the
 per-region metrics side by side with their relative differences; then, not timed,
 earthkeep without the cloud mask against blackmarblepy as it runs and like with
 like (its country buffered by 1.5 cells so that its clip by cell centre drops no
@@ -147,6 +150,7 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
     finally:
         stop.set()
         await task
+    _phases(svc)
     bad = [st for st in statuses if st["status"] != "completed"]
     if bad:
         raise SystemExit(f"earthkeep: {len(bad)} request(s) failed: {bad[0]}")
@@ -157,6 +161,22 @@ async def run_earthkeep(base: str, work: Path, month: str, areas: list[tuple[str
             out[name] = {"sum": row["sum_radiance"], "mean": row["mean_radiance"], "median": row["median_radiance"]}
     svc.close()
     return elapsed, out
+
+
+def _phases(svc) -> None:  # type: ignore[no-untyped-def]
+    """Per job kind: how many, from the first start to the last finish, and the summed run time."""
+    from sqlalchemy import select
+
+    from earthkeep.catalog.tables import Job
+
+    with svc.sessions() as s:
+        jobs = s.scalars(select(Job).where(Job.started_at.is_not(None), Job.finished_at.is_not(None))).all()
+    for kind in sorted({j.kind for j in jobs}):
+        mine = [j for j in jobs if j.kind == kind]
+        span = max(j.finished_at for j in mine) - min(j.started_at for j in mine)
+        busy = sum(((j.finished_at - j.started_at).total_seconds() for j in mine), 0.0)
+        print(f"  {kind:>16}: {len(mine)} jobs, {span.total_seconds():6.2f} s from first start to last finish, "
+              f"{busy:6.2f} s of job time", flush=True)
 
 
 # --- blackmarblepy (child process, its own venv) ---------------------------------------------------------
@@ -279,6 +299,12 @@ def main() -> None:
                 time.sleep(0.2)
             print(f"{len(days_of(args.month)) * len(TILES)} tiles of {args.tile_size}^2 ready in "
                   f"{time.perf_counter() - t0:.0f} s; {len(areas)} regions; {shaping.describe()}", flush=True)
+            from earthkeep.raster.zonal import warm_up
+
+            t1 = time.perf_counter()
+            warm_up()  # what `make install` does; numba keeps the compiled kernel on disk
+            print(f"zonal kernel ready in {time.perf_counter() - t1:.1f} s (numba compiles it on the first run "
+                  "after an install, `make install` does that; not timed)", flush=True)
             with shaper_process(url_file.read_text(), shaping) as base:
                 ours, ek = asyncio.run(run_earthkeep(base, tmp / "ek", args.month, areas))
                 print(f"earthkeep      {ours:6.2f} s", flush=True)

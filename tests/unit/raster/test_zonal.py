@@ -1,6 +1,8 @@
 """Cached coverage weights give exactextract's statistics, with both kernels (numba and numpy), which
 agree bit for bit; metrics by hand; the choice of kernel; the cache."""
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -354,3 +356,37 @@ def test_stacked_weights_survive_serialisation_and_damage_is_refused():
     for blob in bad.values():
         with pytest.raises(ValueError, match="stacked coverage weights"):
             StackedWeights.from_bytes(blob)
+
+
+def test_the_warm_up_compiles_what_the_nightlights_jobs_call():
+    """In a fresh process: after ``warm_up`` the metrics of float32 composites, with weights stacked in memory
+    or read back from the store, find their compiled code ready (numba compiles nothing more)."""
+    code = """
+import numpy as np
+from shapely.geometry import box
+from earthkeep.raster import zonal
+from earthkeep.raster.grid import snap
+assert zonal.warm_up() is True and zonal.warm_up() is True
+kernel = zonal._load_numba_kernel().zonal_columns
+ready = len(kernel.signatures)
+grid = snap((36.0, -1.5, 37.0, -0.5), 1 / 240)
+w = zonal.coverage_weights([box(36.1, -1.4, 36.9, -0.6), box(36.5, -1.0, 37.0, -0.5)], grid)
+values = np.random.default_rng(1).random(grid.shape, dtype=np.float32)
+nights = np.full(grid.shape, 5, np.float32)
+zonal.zonal_metrics(values, w[0], threshold=0.5, nights=nights)
+zonal.zonal_metrics_many(values, zonal.StackedWeights.from_bytes(zonal.stack_weights(w).to_bytes()),
+                         threshold=0.5, nights=nights)
+print(ready, len(kernel.signatures))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "EARTHKEEP_ZONAL_KERNEL": "auto"})
+    assert out.returncode == 0, out.stderr
+    ready, after = out.stdout.split()
+    assert int(ready) >= 2 and after == ready
+
+
+def test_the_warm_up_says_when_the_numpy_path_will_be_used(monkeypatch):
+    monkeypatch.setattr(zonal, "_warmed", None)
+    monkeypatch.setenv("EARTHKEEP_ZONAL_KERNEL", "numpy")
+    assert zonal.warm_up() is False
+    assert zonal.warm_up() is False  # decided once per process
