@@ -43,10 +43,14 @@ def upgraded(tmp_path_factory) -> Path:
     return root / "catalog.db"
 
 
+TERMINAL = ("COLUMNS", "LINES")  # a terminal's size (pytest-xdist's workers set 80 x 24): the CLI runs on a pipe
+
+
 def ek(*args: str, cwd: Path, env: dict[str, str] | None = None,
        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if k not in TERMINAL}
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**inherited, **(env or {})})
 
 
 def tables(db: Path) -> set[str]:

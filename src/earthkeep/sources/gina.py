@@ -195,10 +195,14 @@ def check_selection(sel: Selection) -> Selection:
 
 
 def search_params(sel: Selection, platform: str, now: datetime | None = None) -> list[tuple[str, str]]:
-    """Query of the products search for one platform (GINA takes one ``satellites[]`` per query)."""
+    """Query of the products search for one platform (GINA takes one ``satellites[]`` per query).
+
+    The search takes whole days (``end_date`` included), so the window runs from the day that was
+    ``backfill_days`` (at least 1) × 24 h ago to tomorrow (a clock ahead of ours): just after midnight
+    it still reaches back the whole ``backfill_days``, not to the midnight just passed."""
     now = now or datetime.now(UTC)
     end = now + timedelta(days=1)
-    start = end - timedelta(days=max(sel.backfill_days, 1))
+    start = now - timedelta(days=max(sel.backfill_days, 1))
     return [*GINA.fixed.items(),
             ("start_date", start.strftime(GINA.date_format)), ("end_date", end.strftime(GINA.date_format)),
             ("sensors[]", GINA.sensor), ("processing_levels[]", GINA.level),

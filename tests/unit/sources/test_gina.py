@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -80,7 +80,7 @@ def test_listing_must_be_a_list():
 def test_search_params_carry_the_selection():
     sel = Selection("uafgina", ("snpp",), ("SVM16",), 2)
     params = dict(search_params(sel, "snpp", datetime(2024, 5, 10, 12, tzinfo=UTC)))
-    assert params["start_date"] == "2024-05-09" and params["end_date"] == "2024-05-11"
+    assert params["start_date"] == "2024-05-08" and params["end_date"] == "2024-05-11"
     assert params["facilities[]"] == "uafgina" and params["satellites[]"] == "snpp"
     assert params["sensors[]"] == "viirs" and params["processing_levels[]"] == "level1"
 
@@ -151,13 +151,26 @@ def test_a_bad_selection_lists_what_is_valid() -> None:
 
 
 def test_search_params_are_the_fixed_query_then_the_window_then_the_selection_in_order() -> None:
-    sel = Selection("gilmore", ("noaa20",), ("SVM16",), 0)  # no backfill still asks for one day
+    sel = Selection("gilmore", ("noaa20",), ("SVM16",), 0)  # no backfill still asks for the last 24 h
     assert search_params(sel, "noaa20", datetime(2024, 12, 31, 23, tzinfo=UTC)) == [
         ("action", "index"), ("commit", "Get Products"), ("controller", "products"),
-        ("start_date", "2024-12-31"), ("end_date", "2025-01-01"),
+        ("start_date", "2024-12-30"), ("end_date", "2025-01-01"),
         ("sensors[]", "viirs"), ("processing_levels[]", "level1"),
         ("facilities[]", "gilmore"), ("satellites[]", "noaa20"),
     ]
+
+
+@pytest.mark.parametrize("days", [0, 1, 2, 7])
+@pytest.mark.parametrize("now", [datetime(2026, 12, 8, 0, 19, tzinfo=UTC), datetime(2026, 12, 7, 23, 59, tzinfo=UTC),
+                                 datetime(2024, 3, 1, 0, 0, 1, tzinfo=UTC)])
+def test_the_window_reaches_back_the_whole_backfill_even_just_after_midnight(now, days) -> None:
+    """GINA takes whole days: every granule of the last ``backfill_days`` × 24 h (at least 24 h) is in the
+    window, whatever the time of day (at 00:19 a window that started at midnight missed the evening)."""
+    params = dict(search_params(Selection("gilmore", ("snpp",), ("SVM16",), days), "snpp", now))
+    lo = datetime.strptime(params["start_date"], "%Y-%m-%d").replace(tzinfo=UTC)
+    hi = datetime.strptime(params["end_date"], "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
+    assert lo <= now - timedelta(days=max(days, 1)) and now + timedelta(hours=12) < hi
+    assert (hi - lo).days == max(days, 1) + 2  # no wider than needed
 
 
 def test_search_url_defaults_to_gina_and_takes_a_stand_in() -> None:
