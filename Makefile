@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2   # test processes (pytest-xdist; a test file stays in one); 0 runs the suite in this process
 
 .PHONY: run test demo install install-test lint bench clean
 
@@ -36,7 +37,7 @@ demo: install   # every domain against the testbed emulators, offline; Ctrl-C st
 	$(BIN)/earthkeep demo
 
 test: install-test
-	$(BIN)/pytest -m "not internet" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not internet" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check src tests bench
