@@ -389,8 +389,6 @@ def warm_up() -> bool:
 
 def _warm_up() -> bool:
     try:
-        if os.environ.get("EARTHKEEP_ZONAL_KERNEL", "auto").strip().lower() == "numpy":
-            return False
         values = np.array([1.0, np.nan, 3.0, 0.5], np.float32)
         nights = np.array([2.0, 0.0, 5.0, 1.0], np.float32)
         compiled = _compiled_kernel(None, values, nights)
@@ -404,6 +402,9 @@ def _warm_up() -> bool:
             st = StackedWeights(cells=cells, coverage=coverage, covered_km2=covered, offsets=offsets,
                                 area_km2=np.array([2.0, 2.0]), grid_digest="warm-up")
             _compiled_columns(compiled, values, st, 0.5, nights)
+            threads = min(_threads(), compiled.threads())
+            if threads > 1:  # EARTHKEEP_ZONAL_THREADS: batches of areas take the parallel kernel
+                compiled.zonal_columns_parallel(values, cells, coverage, covered, offsets, 0.5, nights, True, threads)
         return True
     except Exception as exc:  # a failed warm-up costs only the time it would have saved
         log.warning("zonal.warm_up_failed", error=f"{type(exc).__name__}: {exc}")

@@ -358,31 +358,37 @@ def test_stacked_weights_survive_serialisation_and_damage_is_refused():
             StackedWeights.from_bytes(blob)
 
 
-def test_the_warm_up_compiles_what_the_nightlights_jobs_call():
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_the_warm_up_compiles_what_the_nightlights_jobs_call(threads):
     """In a fresh process: after ``warm_up`` the metrics of float32 composites, with weights stacked in memory
-    or read back from the store, find their compiled code ready (numba compiles nothing more)."""
+    or read back from the store (and with ``EARTHKEEP_ZONAL_THREADS=2`` on numba's threads), find their
+    compiled code ready (numba compiles nothing more)."""
     code = """
 import numpy as np
 from shapely.geometry import box
 from earthkeep.raster import zonal
 from earthkeep.raster.grid import snap
 assert zonal.warm_up() is True and zonal.warm_up() is True
-kernel = zonal._load_numba_kernel().zonal_columns
-ready = len(kernel.signatures)
+module = zonal._load_numba_kernel()
+kernels = (module.zonal_columns, module.zonal_columns_parallel)
+ready = [len(k.signatures) for k in kernels]
 grid = snap((36.0, -1.5, 37.0, -0.5), 1 / 240)
 w = zonal.coverage_weights([box(36.1, -1.4, 36.9, -0.6), box(36.5, -1.0, 37.0, -0.5)], grid)
+assert sum(x.cells.size for x in w) >= zonal._PARALLEL_CELLS
 values = np.random.default_rng(1).random(grid.shape, dtype=np.float32)
 nights = np.full(grid.shape, 5, np.float32)
 zonal.zonal_metrics(values, w[0], threshold=0.5, nights=nights)
 zonal.zonal_metrics_many(values, zonal.StackedWeights.from_bytes(zonal.stack_weights(w).to_bytes()),
                          threshold=0.5, nights=nights)
-print(ready, len(kernel.signatures))
+zonal.zonal_metrics_many(values, w, threshold=0.5, nights=nights)
+print(*ready, *(len(k.signatures) for k in kernels))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "EARTHKEEP_ZONAL_KERNEL": "auto"})
+    env = {**os.environ, "EARTHKEEP_ZONAL_KERNEL": "auto", "EARTHKEEP_ZONAL_THREADS": threads, "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
-    ready, after = out.stdout.split()
-    assert int(ready) >= 2 and after == ready
+    serial, parallel, serial_after, parallel_after = (int(x) for x in out.stdout.split())
+    assert serial >= 2 and (serial_after, parallel_after) == (serial, parallel)
+    assert parallel >= (2 if threads == "2" else 0)
 
 
 def test_the_warm_up_says_when_the_numpy_path_will_be_used(monkeypatch):
