@@ -198,7 +198,7 @@ def search_params(sel: Selection, platform: str, now: datetime | None = None) ->
     """Query of the products search for one platform (GINA takes one ``satellites[]`` per query).
 
     The search takes whole days (``end_date`` included), so the window runs from the day that was
-    ``backfill_days`` (at least 1) × 24 h ago to tomorrow (a clock ahead of ours): just after midnight
+    ``backfill_days`` days (at least 1) ago to tomorrow (a clock ahead of ours): just after midnight
     it still reaches back the whole ``backfill_days``, not to the midnight just passed."""
     now = now or datetime.now(UTC)
     end = now + timedelta(days=1)

@@ -164,7 +164,7 @@ def test_search_params_are_the_fixed_query_then_the_window_then_the_selection_in
 @pytest.mark.parametrize("now", [datetime(2026, 12, 8, 0, 19, tzinfo=UTC), datetime(2026, 12, 7, 23, 59, tzinfo=UTC),
                                  datetime(2024, 3, 1, 0, 0, 1, tzinfo=UTC)])
 def test_the_window_reaches_back_the_whole_backfill_even_just_after_midnight(now, days) -> None:
-    """GINA takes whole days: every granule of the last ``backfill_days`` × 24 h (at least 24 h) is in the
+    """GINA takes whole days: every granule of the last ``backfill_days`` days (at least one) is in the
     window, whatever the time of day (at 00:19 a window that started at midnight missed the evening)."""
     params = dict(search_params(Selection("gilmore", ("snpp",), ("SVM16",), days), "snpp", now))
     lo = datetime.strptime(params["start_date"], "%Y-%m-%d").replace(tzinfo=UTC)
