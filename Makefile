@@ -15,12 +15,14 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e .
-	$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"  # numba compiles the zonal kernel once, cached on disk
+	@echo "compiling the zonal-statistics kernel (numba, once per install: about 10 s)"
+	@$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
-	$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"  # numba compiles the zonal kernel once, cached on disk
+	@echo "compiling the zonal-statistics kernel (numba, once per install: about 10 s)"
+	@$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
