@@ -377,3 +377,48 @@ async def test_consumed_file_is_stored_whole_and_create_only_is_kept(store, tmp_
         await store.put_file("moved/a.bin", other, consume=True, overwrite=False)
     assert await store.get("moved/a.bin") == data
     assert await keys(store, "moved/") == ["moved/a.bin"]
+
+
+@pytest.mark.parametrize("overwrite", [True, False])
+async def test_a_consumed_file_lands_when_a_delete_empties_its_directory_meanwhile(tmp_path, monkeypatch, overwrite):
+    """The local store removes a directory once its last object is deleted (``automatic_cleanup``). A delete in
+    the same directory between ``put_file`` making the directory and renaming the file into it must not lose
+    the file (a granule mirror deleting a corrupt file while storing a good one beside it did)."""
+    store = ObstoreStore.local(tmp_path / "store")
+    await store.put("day/corrupt.h5", b"bad")
+    src = tmp_path / "good.part"
+    src.write_bytes(b"good bytes")
+    rename = os.replace if overwrite else os.link
+    calls = []
+
+    def racing(a, b, *args, **kw):  # the concurrent delete lands just before the first rename
+        if not calls:
+            calls.append(b)
+            asyncio.run(store.delete("day/corrupt.h5"))
+            assert not (tmp_path / "store" / "day").exists()
+        return rename(a, b, *args, **kw)
+
+    monkeypatch.setattr(obstore_module.os, "replace" if overwrite else "link", racing)
+    info = await store.put_file("day/good.h5", src, consume=True, overwrite=overwrite)
+    assert calls and info.size == 10
+    assert await store.get("day/good.h5") == b"good bytes" and not src.exists()
+    assert await keys(store, "day/") == ["day/good.h5"]
+
+
+async def test_concurrent_puts_and_deletes_in_one_directory_lose_nothing(tmp_path):
+    """Real threads: files renamed (and objects put) into a directory while other objects in it are deleted
+    (and the directory removed whenever it empties) all arrive."""
+    store = ObstoreStore.local(tmp_path / "store")
+    for round_ in range(30):
+        doomed = [f"d/{round_}/old-{i}" for i in range(4)]
+        for k in doomed:
+            await store.put(k, b"x")
+        srcs = []
+        for i in range(4):
+            srcs.append(tmp_path / f"{round_}-{i}.part")
+            srcs[-1].write_bytes(b"new %d" % i)
+        await asyncio.gather(*(store.delete(k) for k in doomed),
+                             *(store.put_file(f"d/{round_}/new-{i}", p, consume=True) for i, p in enumerate(srcs)),
+                             *(store.put(f"d/{round_}/put-{i}", b"put %d" % i) for i in range(2)))
+        assert await keys(store, f"d/{round_}/") == sorted(
+            [f"d/{round_}/new-{i}" for i in range(4)] + [f"d/{round_}/put-{i}" for i in range(2)])

@@ -68,6 +68,7 @@ log = structlog.get_logger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024
 """Size of one multipart part; data up to this size is written with one PUT."""
+_PLACE_ATTEMPTS = 5  # renames into a directory that a concurrent delete keeps removing (see ObstoreStore._place)
 FILE_CHUNK = 1024 * 1024
 """Bytes read from a local file at a time by ``put_file``."""
 MAX_CONCURRENCY = 6
@@ -235,21 +236,36 @@ class ObstoreStore:
             st = path.stat()
         except FileNotFoundError as exc:
             raise NotFound(f"put_file: local file {path} does not exist") from exc
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if st.st_dev != target.parent.stat().st_dev:
+        if st.st_dev != self._root.stat().st_dev:
             return None
         digest = sha256.lower() if sha256 else _hash_file(path)
         _set_xattr(path, digest, st.st_size)
         os.chmod(path, 0o644)  # partial files are private (0600); stored objects are readable like obstore's
-        if overwrite:
-            os.replace(path, target)
-        else:
-            try:
-                os.link(path, target)  # fails when the key exists: create-only, like mode="create"
-            except FileExistsError as exc:
-                raise self._exists(key) from exc
-            path.unlink()
+        self._place(key, path, target, overwrite)
         return ObjectInfo(key=key, size=st.st_size, sha256=digest, last_modified=datetime.now(UTC), etag=None)
+
+    def _place(self, key: str, path: Path, target: Path, overwrite: bool) -> None:
+        """Rename ``path`` to ``target`` (create-only: hard-link, then unlink). A delete in the same directory
+        removes it once empty (``automatic_cleanup``), which can happen between making the directory and the
+        rename: then the directory is made again and the rename retried."""
+        for attempt in range(_PLACE_ATTEMPTS):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if overwrite:
+                    os.replace(path, target)
+                    return
+                try:
+                    os.link(path, target)  # fails when the key exists: create-only, like mode="create"
+                except FileExistsError as exc:
+                    raise self._exists(key) from exc
+                break
+            except FileNotFoundError:
+                if not path.exists():
+                    raise NotFound(f"put_file: local file {path} does not exist") from None
+                if attempt == _PLACE_ATTEMPTS - 1:
+                    raise
+                log.info("store.directory_removed_meanwhile", key=key, attempt=attempt + 1)
+        path.unlink()
 
     async def _write(
         self, key: str, chunks: AsyncIterator[bytes], content_type: str | None, overwrite: bool, expected: str | None
