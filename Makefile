@@ -5,6 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# numba compiles the zonal-statistics kernel once per install (cached on disk), so that no job waits for it
+WARM_UP = @echo "compiling the zonal-statistics kernel (numba, once per install: about 10 s)"; \
+	$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"
 PYTEST_WORKERS ?= 2   # test processes (pytest-xdist; a test file stays in one); 0 runs the suite in this process
 
 .PHONY: run test demo install install-test lint bench clean
@@ -15,14 +18,12 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e .
-	@echo "compiling the zonal-statistics kernel (numba, once per install: about 10 s)"
-	@$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"
+	$(WARM_UP)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
-	@echo "compiling the zonal-statistics kernel (numba, once per install: about 10 s)"
-	@$(BIN)/python -c "from earthkeep.raster.zonal import warm_up; warm_up()"
+	$(WARM_UP)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -230,10 +230,11 @@ class Sender(threading.Thread):
         for attempt in range(10_000):
             client = clients[(n + attempt) % len(clients)]
             try:
-                if client.post("/observations", json=batch).status_code == 202:
-                    return
-            except httpx.TransportError:
-                pass
+                accepted = client.post("/observations", json=batch).status_code == 202
+            except httpx.TransportError:  # this API process was killed: the batch goes to the next one
+                accepted = False
+            if accepted:
+                return
             self.resent += 1
             assert time.monotonic() < deadline, "no API process took a batch for 120 s"
             time.sleep(0.05)

@@ -10,6 +10,7 @@ on first use, so that importing a light submodule such as
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from earthkeep.transfer.ranges import (
@@ -42,18 +43,11 @@ __all__ = [
 ]
 
 
+_LAZY = {"TransferEngine": "engine", "RetryPolicy": "http", "RemoteInfo": "probe"}  # name -> its module
+
+
 def __getattr__(name: str) -> Any:
     """The httpx-backed names, imported when first asked for (PEP 562)."""
-    if name == "TransferEngine":
-        from earthkeep.transfer import engine
-
-        return engine.TransferEngine
-    if name == "RetryPolicy":
-        from earthkeep.transfer import http
-
-        return http.RetryPolicy
-    if name == "RemoteInfo":
-        from earthkeep.transfer import probe
-
-        return probe.RemoteInfo
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -89,8 +89,7 @@ def test_sending_needs_a_started_publisher(address):
     pub = PosttrollPublisher(address)
     with pytest.raises(RuntimeError, match="posttroll publisher is not started"):
         pub.send(SUBJECT, "file", DATA)
-    with pub:
-        pass
+    pub.start().stop()  # started once, then stopped: sending is refused again
     with pytest.raises(RuntimeError, match="not started"):
         PosttrollSink(pub)(Event("granule.stored", "viirs-sdr", {"posttroll": (SUBJECT, "file", DATA)}))
     assert pub.sent == 0
